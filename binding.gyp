@@ -1,0 +1,70 @@
+{
+  "variables": {
+    "ww_sanitize%": "0"
+  },
+  "target_defaults": {
+    "cflags!": ["-fno-exceptions"],
+    "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
+    "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter"],
+    "cflags_cc": ["-std=c++17", "-fno-exceptions"],
+    "conditions": [
+      ["ww_sanitize=='1'", {
+        "cflags": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"],
+        "ldflags": ["-fsanitize=address,undefined"]
+      }]
+    ]
+  },
+  "targets": [
+    {
+      "target_name": "whirlwind",
+      "sources": [
+        "native/src/addon.cc",
+        "native/src/engine.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "conditions": [
+        ["OS=='linux'", {
+          "sources": [
+            "native/src/posix/net.cc",
+            "native/src/linux/registry.cc",
+            "native/src/linux/epoll.cc",
+            "native/src/linux/io_uring.cc"
+          ],
+          "libraries": ["-lpthread"]
+        }],
+        ["OS=='win'", {
+          "sources": [
+            "native/src/win/net.cc",
+            "native/src/win/registry.cc",
+            "native/src/win/iocp.cc"
+          ],
+          "libraries": ["ws2_32.lib", "mswsock.lib"],
+          "msvs_settings": {
+            "VCCLCompilerTool": { "AdditionalOptions": ["/std:c++17"], "ExceptionHandling": 0 }
+          }
+        }]
+      ]
+    }
+  ],
+  "conditions": [
+    ["OS=='linux'", {
+      "targets": [
+        {
+          "target_name": "ww_loadgen",
+          "type": "executable",
+          "sources": ["bench/native/loadgen.c"],
+          "cflags": ["-O2", "-std=gnu11"],
+          "libraries": ["-lpthread", "-lm"]
+        },
+        {
+          "target_name": "ww_c_echo",
+          "type": "executable",
+          "sources": ["bench/native/c-echo.c"],
+          "cflags": ["-O2", "-std=gnu11"],
+          "libraries": ["-lpthread"]
+        }
+      ]
+    }]
+  ]
+}

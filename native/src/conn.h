@@ -1,0 +1,96 @@
+// conn.h - one connection as the engine and the backends see it.
+//
+// Conn objects live in an I/O thread's slot table (engine.h) and never move
+// or get freed while the engine lives, so the JS thread may read the two
+// atomics below at any time to answer "is this token open" and "how many
+// bytes are waiting to be sent" without a lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "net.h"
+
+namespace ww {
+
+// A growable byte buffer that holds no memory while empty (idle connections
+// must cost next to nothing).
+struct ByteBuf {
+  uint8_t* data = nullptr;
+  uint32_t len = 0;
+  uint32_t cap = 0;
+
+  bool append(const uint8_t* p, uint32_t n) {
+    if (len + n > cap) {
+      uint64_t want = cap ? uint64_t(cap) * 2 : 256;
+      while (want < uint64_t(len) + n) want *= 2;
+      if (want > 0xffffffffu) return false;
+      void* q = std::realloc(data, size_t(want));
+      if (!q) return false;
+      data = static_cast<uint8_t*>(q);
+      cap = uint32_t(want);
+    }
+    std::memcpy(data + len, p, n);
+    len += n;
+    return true;
+  }
+  void reset() {
+    std::free(data);
+    data = nullptr;
+    len = cap = 0;
+  }
+  void swap(ByteBuf& o) {
+    ByteBuf t = *this;
+    *this = o;
+    o = t;
+  }
+};
+
+enum class ConnState : uint8_t {
+  kFree = 0,
+  kOpen = 1,      // receiving and sending
+  kClosing = 2,   // close decided; waiting for the backend's kClosed
+};
+
+struct Conn {
+  // --- read by the JS thread (lock-free) ---------------------------------
+  // The token's generation while the connection is open, 0 once closing.
+  std::atomic<uint32_t> live_gen{0};
+  // Bytes accepted by submit() and not yet written to the socket.
+  std::atomic<uint64_t> pending_bytes{0};
+
+  // --- owned by the I/O thread -------------------------------------------
+  sock_t sock = kBadSock;
+  uint32_t slot = 0;
+  uint32_t gen = 1;
+  ConnState state = ConnState::kFree;
+  bool send_inflight = false;     // backend owns `sending`
+  bool close_after_flush = false; // close once sending and queued are empty
+  bool above_high_water = false;  // a kRecDrain is owed when pending falls
+  bool recv_ended = false;        // kRecvEnd seen
+  uint8_t close_reason = 0;
+  uint32_t held = 0;              // deferred completions that still need this conn
+  bool recycle_when_unheld = false;
+
+  // Framer state: a frame in progress (header bytes, then payload).
+  uint8_t hdr[4];
+  uint8_t hdr_have = 0;
+  uint32_t frame_len = 0;         // valid once hdr_have == 4
+  uint32_t frame_have = 0;        // payload bytes collected in `part`
+  uint8_t* part = nullptr;        // payload so far (malloc'd, frame_len bytes)
+
+  // Outbound: the backend writes `sending` while the engine appends to `queued`.
+  ByteBuf sending;
+  uint32_t send_off = 0;          // for backends that write in pieces
+  ByteBuf queued;
+
+  // Backend scratch: each backend keeps what it needs per connection here.
+  void* be_ptr = nullptr;
+  Conn* be_next = nullptr;
+  uint32_t be_flags = 0;
+  uint32_t be_aux = 0;
+};
+
+}  // namespace ww
