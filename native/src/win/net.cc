@@ -1,0 +1,172 @@
+// net.cc (Windows) - the few Winsock calls the engine needs (net.h).
+//
+// Sockets are made with WSA_FLAG_OVERLAPPED (the IOCP backend needs
+// overlapped handles) and WSA_FLAG_NO_HANDLE_INHERIT (a child process must
+// not keep a listening port alive).
+#include "../net.h"
+
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+namespace ww {
+
+namespace {
+
+std::once_flag g_wsa_once;
+int g_wsa_error = 0;
+
+// WSA_FLAG_NO_HANDLE_INHERIT is refused (WSAEINVAL) by Windows 7 without
+// SP1; retry without it there rather than fail.
+SOCKET make_socket(int family) {
+  SOCKET s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, nullptr, 0,
+                        WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+  if (s == INVALID_SOCKET && WSAGetLastError() == WSAEINVAL)
+    s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, nullptr, 0, WSA_FLAG_OVERLAPPED);
+  return s;
+}
+
+bool addr_text(const sockaddr* sa, char* out, size_t cap, int* port, int* family) {
+  if (cap == 0) return false;
+  out[0] = '\0';
+  if (sa->sa_family == AF_INET) {
+    const sockaddr_in* a = reinterpret_cast<const sockaddr_in*>(sa);
+    if (!inet_ntop(AF_INET, const_cast<in_addr*>(&a->sin_addr), out, cap)) return false;
+    *port = ntohs(a->sin_port);
+    *family = 4;
+    return true;
+  }
+  if (sa->sa_family == AF_INET6) {
+    const sockaddr_in6* a = reinterpret_cast<const sockaddr_in6*>(sa);
+    if (!inet_ntop(AF_INET6, const_cast<in6_addr*>(&a->sin6_addr), out, cap)) return false;
+    *port = ntohs(a->sin6_port);
+    *family = 6;
+    return true;
+  }
+  return false;
+}
+
+std::string host_port(const std::string& host, int port) {
+  std::string h = host.empty() ? std::string("*") : host;
+  if (h.find(':') != std::string::npos) h = "[" + h + "]";
+  return h + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+bool net_init(std::string* err) {
+  std::call_once(g_wsa_once, [] {
+    WSADATA d;
+    g_wsa_error = WSAStartup(MAKEWORD(2, 2), &d);
+  });
+  if (g_wsa_error != 0) {
+    if (err) *err = "WSAStartup: " + net_error_text(g_wsa_error);
+    return false;
+  }
+  return true;
+}
+
+bool net_listen(const std::string& host, int port, int backlog, bool ipv6_only,
+                ListenResult* out, std::string* err) {
+  if (!net_init(err)) return false;
+  if (port < 0 || port > 65535) {
+    *err = "listen " + host_port(host, port) + ": port out of range";
+    return false;
+  }
+  addrinfo hints;
+  std::memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  hints.ai_flags = AI_PASSIVE;
+  char portbuf[16];
+  std::snprintf(portbuf, sizeof portbuf, "%d", port);
+  addrinfo* res = nullptr;
+  int gai = getaddrinfo(host.empty() ? nullptr : host.c_str(), portbuf, &hints, &res);
+  if (gai != 0 || !res) {
+    *err = "listen " + host_port(host, port) + ": " + net_error_text(gai ? gai : WSAHOST_NOT_FOUND);
+    return false;
+  }
+  int last = 0;
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    SOCKET s = make_socket(ai->ai_family);
+    if (s == INVALID_SOCKET) {
+      last = WSAGetLastError();
+      continue;
+    }
+    // Windows' SO_REUSEADDR lets another socket steal a bound port, which is
+    // not what the POSIX option means; Windows already allows binding over
+    // TIME_WAIT connections.  SO_EXCLUSIVEADDRUSE gives the POSIX meaning.
+    BOOL on = TRUE;
+    setsockopt(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, reinterpret_cast<const char*>(&on), sizeof on);
+    if (ai->ai_family == AF_INET6) {
+      DWORD v6only = ipv6_only ? 1 : 0;
+      setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, reinterpret_cast<const char*>(&v6only), sizeof v6only);
+    }
+    u_long nb = 1;
+    if (bind(s, ai->ai_addr, int(ai->ai_addrlen)) != 0 ||
+        listen(s, backlog > 0 ? backlog : SOMAXCONN) != 0 ||
+        ioctlsocket(s, FIONBIO, &nb) != 0) {
+      last = WSAGetLastError();
+      closesocket(s);
+      continue;
+    }
+    sockaddr_storage ss;
+    int sl = sizeof ss;
+    char text[INET6_ADDRSTRLEN + 1];
+    int fam = 0, bound = 0;
+    if (getsockname(s, reinterpret_cast<sockaddr*>(&ss), &sl) != 0 ||
+        !addr_text(reinterpret_cast<sockaddr*>(&ss), text, sizeof text, &bound, &fam)) {
+      last = WSAGetLastError();
+      closesocket(s);
+      continue;
+    }
+    freeaddrinfo(res);
+    out->sock = s;
+    out->port = bound;
+    out->family = fam;
+    out->address = text;
+    return true;
+  }
+  freeaddrinfo(res);
+  *err = "listen " + host_port(host, port) + ": " + net_error_text(last ? last : WSAEAFNOSUPPORT);
+  return false;
+}
+
+bool net_peer(sock_t s, char* addr, size_t addr_cap, int* port, int* family) {
+  sockaddr_storage ss;
+  int sl = sizeof ss;
+  if (getpeername(s, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) return false;
+  return addr_text(reinterpret_cast<sockaddr*>(&ss), addr, addr_cap, port, family);
+}
+
+void net_close(sock_t s) {
+  if (s != INVALID_SOCKET) closesocket(s);
+}
+
+void net_set_nodelay(sock_t s) {
+  BOOL on = TRUE;
+  setsockopt(s, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&on), sizeof on);
+}
+
+std::string net_error_text(int code) {
+  char buf[512];
+  DWORD n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, nullptr,
+                           DWORD(code), MAKELANGID(LANG_ENGLISH, SUBLANG_DEFAULT), buf,
+                           sizeof buf, nullptr);
+  if (n == 0)
+    n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, nullptr,
+                       DWORD(code), 0, buf, sizeof buf, nullptr);
+  // System messages end in ".\r\n"; the callers add their own context.
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '.')) n--;
+  if (n == 0) return "error " + std::to_string(code);
+  return std::string(buf, n) + " (" + std::to_string(code) + ")";
+}
+
+}  // namespace ww
