@@ -259,7 +259,12 @@ export class RawServer {
   closeConnection(conn: number, options: { flush?: boolean } = {}): boolean {
     if (this.#closed || !this.isOpen(conn)) return false;
     this.#batch.entry(conn, options.flush === false ? LAYOUT.opClose : LAYOUT.opCloseFlushed, 0);
-    this.#queueFlush();
+    // Hand the close (and every send before it) over now, then retire the
+    // token so later sends are refused at once.  The exchange only clears
+    // the slot if it still holds this connection's generation: the I/O
+    // thread may have closed and reused it meanwhile.
+    this.flush();
+    Atomics.compareExchange(this.#live[tokenThread(conn)]!, tokenSlot(conn), tokenGen(conn), 0);
     return true;
   }
 

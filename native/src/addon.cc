@@ -81,13 +81,21 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       return;
     }
 
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "whirlwind", 0, 1);
-    tsfn_.Unref(env);
+    // A raw thread-safe function with our own call_js: node-addon-api's
+    // default turns "this environment is terminating" into a fatal error.
+    napi_value name;
+    napi_create_string_utf8(env, "whirlwind", NAPI_AUTO_LENGTH, &name);
+    if (napi_create_threadsafe_function(env, info[1], nullptr, name, 0, 1, nullptr, nullptr, nullptr,
+                                        &NativeEngine::CallJs, &tsfn_) != napi_ok) {
+      Napi::Error::New(env, "cannot create the wake-up function").ThrowAsJavaScriptException();
+      return;
+    }
+    napi_unref_threadsafe_function(env, tsfn_);
     engine_.reset(new Engine(opts, &NativeEngine::WakeJs, this));
     std::string err;
     if (!engine_->start(&err)) {
       engine_.reset();
-      tsfn_.Release();
+      napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
       released_ = true;
       Napi::Error::New(env, err).ThrowAsJavaScriptException();
       return;
@@ -100,7 +108,19 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
  private:
   static void WakeJs(void* self) {
-    static_cast<NativeEngine*>(self)->tsfn_.NonBlockingCall();
+    napi_call_threadsafe_function(static_cast<NativeEngine*>(self)->tsfn_, nullptr,
+                                  napi_tsfn_nonblocking);
+  }
+
+  // Runs on the JS thread.  If the environment is going away (worker
+  // terminate, exit) the call fails and there is nothing to do.  If the
+  // JS callback throws, the exception stays pending and Node reports it as
+  // uncaught, as for any event handler.
+  static void CallJs(napi_env env, napi_value cb, void*, void*) {
+    if (env == nullptr || cb == nullptr) return;
+    napi_value undefined;
+    if (napi_get_undefined(env, &undefined) != napi_ok) return;
+    napi_call_function(env, undefined, cb, 0, nullptr, nullptr);
   }
 
   static void Cleanup(void* self) {
@@ -113,7 +133,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (engine_) engine_->stop();  // joins every I/O thread
     if (!released_) {
       released_ = true;
-      tsfn_.Release();
+      napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
     }
     if (hooked_) {
       hooked_ = false;
@@ -140,7 +160,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       Napi::Error::New(env, err).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    tsfn_.Ref(env);  // a listening server keeps the process alive, like net.Server
+    napi_ref_threadsafe_function(env, tsfn_);  // a listening server keeps the process alive, like net.Server
     Napi::Object out = Napi::Object::New(env);
     out.Set("port", r.port);
     out.Set("family", r.family);
@@ -213,7 +233,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   }
 
   std::unique_ptr<Engine> engine_;
-  Napi::ThreadSafeFunction tsfn_;
+  napi_threadsafe_function tsfn_ = nullptr;
   bool released_ = false;
   bool hooked_ = false;
 };
