@@ -71,11 +71,16 @@ uint8_t* RingWriter::reserve(uint16_t kind, double token, uint32_t payload) {
         // stalled (both seq_cst), we store stalled and then load head, so at
         // least one side sees the other and no wake-up is lost.
         stalled_->store(1, std::memory_order_seq_cst);
+        stalled_set_ = true;
         head_cache_ = head_->load(std::memory_order_seq_cst);
         if (size_ - (tail_local_ - head_cache_) < need) return nullptr;
-        stalled_->store(0, std::memory_order_relaxed);
         continue;
       }
+    }
+    if (stalled_set_) {
+      // Room again: JS need not call resume() any more.
+      stalled_->store(0, std::memory_order_relaxed);
+      stalled_set_ = false;
     }
     uint8_t* p = data_ + pos;
     if (rec > to_end) {
@@ -518,7 +523,7 @@ bool IoThread::feed(Conn* c, const uint8_t* data, uint32_t n, uint32_t* used) {
   const uint32_t max = engine_->opts_.max_frame_bytes;
   while (true) {
     if (c->state == ConnState::kClosing && c->close_reason == kCloseFrameTooLarge) {
-      u = n;  // the stream is broken from here on
+      u = n;  // the stream is broken from here on (later buffers of this connection)
       break;
     }
     if (c->hdr_have == 4 && c->frame_have == c->frame_len) {
@@ -533,8 +538,11 @@ bool IoThread::feed(Conn* c, const uint8_t* data, uint32_t n, uint32_t* used) {
     if (c->hdr_have == 0 && n - u >= 4) {
       uint32_t len = load_le32(data + u);
       if (len > max) {
+        // The stream cannot be trusted past this point, whatever state the
+        // connection is already in: drop the rest of the buffer.
         begin_close(c, kCloseFrameTooLarge, 0, len);
-        continue;
+        u = n;
+        break;
       }
       if (len <= inline_max_ && n - u - 4 >= len) {
         // The common case: a whole frame in this buffer, straight to the ring.
@@ -571,7 +579,9 @@ bool IoThread::feed(Conn* c, const uint8_t* data, uint32_t n, uint32_t* used) {
         uint32_t len = load_le32(c->hdr);
         if (len > max) {
           begin_close(c, kCloseFrameTooLarge, 0, len);
-          continue;
+          c->hdr_have = 0;
+          u = n;
+          break;
         }
         c->frame_len = len;
         c->frame_have = 0;

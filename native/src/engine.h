@@ -81,6 +81,7 @@ class RingWriter {
   uint32_t tail_local_ = 0;
   uint32_t tail_published_ = 0;
   uint32_t head_cache_ = 0;
+  bool stalled_set_ = false;
 };
 
 class IoThread {
