@@ -213,22 +213,24 @@ async function startServer(server, workUs) {
   let err = '';
   proc.stdout.on('data', (d) => { if (out.length < 8192) out += d; });
   proc.stderr.on('data', (d) => { if (err.length < 8192) err += d; });
-  const command = [path.relative(ROOT, server.cmd[0]) || server.cmd[0], ...argv]
-    .map((a) => (a === node ? 'node' : a)).join(' ');
+  const command = [server.cmd[0] === node ? 'node' : path.relative(ROOT, server.cmd[0]), ...argv].join(' ');
   const result = await new Promise((resolve) => {
     const timer = setTimeout(() => resolve({ failed: 'no "listening" line within 15 s' }), 15_000);
     const check = () => {
       const line = out.split('\n').find((l) => /listening/i.test(l));
       if (line) {
         clearTimeout(timer);
-        resolve({ line: line.trim() });
+        resolve({ line: line.trim().replace(new RegExp(`\\b${port}\\b`, 'g'), '<p>') });
       }
     };
     proc.stdout.on('data', check);
     proc.on('error', (e) => { clearTimeout(timer); resolve({ failed: e.message }); });
     proc.on('exit', (code, sig) => {
       clearTimeout(timer);
-      const text = (err || out).trim().split('\n').slice(-3).join(' ').slice(0, 300);
+      // Prefer the line that names the error over a stack trace's tail.
+      const lines = (err || out).split('\n').map((l) => l.trim()).filter(Boolean);
+      const text = (lines.find((l) => /unavailable/i.test(l)) ?? lines.find((l) => /error/i.test(l)) ??
+        lines.at(-1) ?? '').slice(0, 300);
       if (/unavailable/i.test(text)) resolve({ skipped: `unavailable: ${text}` });
       else resolve({ failed: `exited (${sig ?? code}) before listening: ${text}` });
     });
@@ -425,7 +427,7 @@ for (let rep = 0; rep < opts.repeat; rep++) {
           break;
         }
         console.log(`        ${shape.id} ${server.name}: other processes used ${r.otherCpu.toFixed(0)}% CPU during the run; running it again`);
-        await sleep(1000);
+        await sleep(2000);
       }
       record(server, shape, r);
     }
@@ -610,7 +612,7 @@ CPU columns are in percent of one core (the machine has ${os.cpus().length}). Se
 
 ## Servers
 
-${activeServers.map((s) => `- ${s.name}: ${s.label}${listeningLines.has(s.name) ? ` — \`${listeningLines.get(s.name).replace(/port \d+/, 'port <p>')}\`` : ''}`).join('\n')}
+${activeServers.map((s) => `- ${s.name}: ${s.label}${listeningLines.has(s.name) ? ` — \`${listeningLines.get(s.name)}\`` : ''}`).join('\n')}
 
 ## Notes
 

@@ -28,7 +28,7 @@
  * Latencies come from a log-linear histogram (HdrHistogram-style, below).
  *
  * Exit status: 0 run completed without errors, 1 run completed with errors
- * (connection losses, mismatches), 2 setup failure (bad option, could not
+ * (connection losses, mismatches) or without a single reply, 2 setup failure (bad option, could not
  * connect, ...), 3 the hard deadline fired (should never happen).
  *
  * Bounds: the run ends after --warmup + --duration seconds or after
@@ -991,9 +991,12 @@ int main(int argc, char **argv)
 
     /* Merge. */
     histogram *h = workers[0].hist;
-    uint64_t replies = 0, sent = 0, mismatches = 0, conn_errors = 0, bytes_in = 0;
+    uint64_t replies = 0, sent = 0, mismatches = 0, conn_errors = 0, bytes_in = 0, unanswered = 0;
     for (int i = 0; i < nthreads; i++) {
         worker *w = &workers[i];
+        for (int j = 0; j < w->nconns; j++)
+            if (w->conns[j].state == C_OPEN)
+                unanswered += w->conns[j].fifo_len;
         if (i)
             hist_merge(h, w->hist);
         replies += w->replies;
@@ -1040,15 +1043,17 @@ int main(int argc, char **argv)
                US(mn), US(p50), US(p90), US(p99), US(p999), US(h->max), US(mean));
         printf("  loadgen cpu %.0f%% of one core\n", cpu_pct);
     }
+    if (replies == 0)
+        fprintf(stderr, "ww_loadgen: no replies in the measured window (%" PRIu64 " requests unanswered)\n", unanswered);
     printf("RESULT {\"ok\":true,\"mode\":\"%s\",\"connections\":%d,\"pipeline\":%d,\"size\":%u,"
            "\"request_bytes\":%zu,\"threads\":%d,\"warmup_s\":%.3f,\"duration_s\":%.3f,"
-           "\"replies\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"rate\":%.1f,\"bytes_in\":%" PRIu64 ","
+           "\"replies\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"unanswered\":%" PRIu64 ",\"rate\":%.1f,\"bytes_in\":%" PRIu64 ","
            "\"errors\":%" PRIu64 ",\"mismatches\":%" PRIu64 ",\"conn_errors\":%" PRIu64 ","
            "\"latency_us\":{\"min\":%.2f,\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"p99_9\":%.2f,"
            "\"max\":%.2f,\"mean\":%.2f},\"cpu_pct\":%.1f,\"connect_s\":%.3f}\n",
            mode, opt.connections, opt.pipeline, replay_bytes ? 0u : opt.size, request_len, nthreads,
-           opt.warmup, window, replies, sent, rate, bytes_in, errors, mismatches, conn_errors,
+           opt.warmup, window, replies, sent, unanswered, rate, bytes_in, errors, mismatches, conn_errors,
            US(mn), US(p50), US(p90), US(p99), US(p999), US(h->max), US(mean), cpu_pct, connect_secs);
     fflush(stdout);
-    return errors ? EXIT_RUN_ERRORS : 0;
+    return errors || replies == 0 ? EXIT_RUN_ERRORS : 0;
 }
