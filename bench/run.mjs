@@ -26,6 +26,7 @@ const DEFAULTS = Object.freeze({
   duration: 1.5, // measured seconds per run
   maxOtherCpu: 25, // a run during which other processes used more (% of one core) is re-run
   retries: 2, // re-runs of a disturbed run before keeping it anyway
+  quietWait: 10, // seconds to wait, before each run, for other processes to calm down
   warmup: 0.5,
   repeat: 3, // runs per (server, shape); the tables show medians
   loadgenThreads: 1, // the server needs the other core
@@ -33,7 +34,7 @@ const DEFAULTS = Object.freeze({
   host: '127.0.0.1',
   basePort: 17_300,
 });
-const QUICK = Object.freeze({ duration: 1, warmup: 0.3, repeat: 1, shapes: ['1x1', '100x1', '100x16', '100x1-work100'] });
+const QUICK = Object.freeze({ duration: 1, warmup: 0.3, repeat: 1, quietWait: 3, shapes: ['1x1', '100x1', '100x16', '100x1-work100'] });
 
 const { values: args } = parseArgs({
   options: {
@@ -48,6 +49,7 @@ const { values: args } = parseArgs({
     'io-threads': { type: 'string' },
     host: { type: 'string' },
     'base-port': { type: 'string' },
+    'quiet-wait': { type: 'string' },
     out: { type: 'string' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -68,6 +70,8 @@ function printHelp() {
   --io-threads <n>        passed to whirlwind's raw echo as --io-threads
   --host <addr>           loopback address (default ${DEFAULTS.host})
   --base-port <p>         first port; each server start takes the next (default ${DEFAULTS.basePort})
+  --quiet-wait <s>        before each run, wait up to s seconds while other processes use over
+                          ${DEFAULTS.maxOtherCpu}% of a core (default ${DEFAULTS.quietWait}, ${QUICK.quietWait} with --quick; 0 = never)
   --out <file>            results file (default bench/RESULTS.md)
   --json <file>           also write the median summaries as JSON (for other scripts)`);
 }
@@ -91,6 +95,7 @@ const opts = {
   ioThreads: numberOption('io-threads', undefined, { integer: true, min: 1 }),
   host: args.host ?? DEFAULTS.host,
   basePort: numberOption('base-port', DEFAULTS.basePort, { integer: true, min: 1024 }),
+  quietWait: numberOption('quiet-wait', args.quick ? QUICK.quietWait : DEFAULTS.quietWait),
   out: path.resolve(args.out ?? path.join(ROOT, 'bench', 'RESULTS.md')),
 };
 
@@ -187,6 +192,28 @@ function machineTicks() {
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user..steal; guest is inside user
   const idle = f[3] + f[4]; // idle + iowait
   return { busy: total - idle, total };
+}
+
+/**
+ * The machine may be shared.  Before a run, waits (up to opts.quietWait
+ * seconds) until the whole machine's busy time, sampled over 0.5 s, is under
+ * DEFAULTS.maxOtherCpu percent of one core; nothing of ours is running then.
+ * Returns the seconds waited.
+ */
+let quietWaited = 0;
+async function waitQuiet() {
+  const start = performance.now();
+  for (;;) {
+    const a = machineTicks();
+    await sleep(500);
+    const b = machineTicks();
+    const busy = (100 * (b.busy - a.busy)) / TICKS_PER_S / 0.5;
+    const waited = (performance.now() - start) / 1000;
+    if (busy <= DEFAULTS.maxOtherCpu || waited >= opts.quietWait) {
+      quietWaited += waited;
+      return waited;
+    }
+  }
 }
 
 function vmRssKb(pid) {
@@ -288,6 +315,7 @@ function loadgenArgs(shape, port) {
 }
 
 async function measureThroughput(server, shape) {
+  if (opts.quietWait > 0) await waitQuiet();
   const s = await startServer(server, shape.workUs);
   if (!s.proc) return s;
   try {
@@ -321,6 +349,7 @@ async function measureThroughput(server, shape) {
 }
 
 async function measureMemory(server) {
+  if (opts.quietWait > 0) await waitQuiet();
   const s = await startServer(server, 0);
   if (!s.proc) return s;
   const pid = s.proc.pid;
@@ -588,6 +617,7 @@ See bench/README.md for what each number means.
 - node: ${process.version}
 - commit: ${gitRev}
 - load generator: build/Release/ww_loadgen, ${opts.loadgenThreads} thread(s), 64-byte payloads, loopback ${opts.host}
+- other processes: before each run the runner waited up to ${opts.quietWait} s for the machine to be idle (${quietWaited.toFixed(0)} s in all); see "other CPU" below
 - each run: ${opts.warmup} s warm-up + ${opts.duration} s measured; ${opts.repeat} run(s) per server and shape, medians shown; servers alternate
 
 ## Throughput (replies/s, ratio to plain node:net)
