@@ -268,6 +268,26 @@ export class RawServer {
     return true;
   }
 
+  /**
+   * Stop reading from the connection: its frames stop arriving and TCP
+   * pushes back on that peer alone.  Frames already received still arrive.
+   * Returns false when the connection is not open.
+   */
+  pauseReading(conn: number): boolean {
+    if (this.#closed || !this.isOpen(conn)) return false;
+    this.#batch.entry(conn, LAYOUT.opPauseRecv, 0);
+    this.#queueFlush();
+    return true;
+  }
+
+  /** Read from the connection again after {@link pauseReading}. */
+  resumeReading(conn: number): boolean {
+    if (this.#closed || !this.isOpen(conn)) return false;
+    this.#batch.entry(conn, LAYOUT.opResumeRecv, 0);
+    this.#queueFlush();
+    return true;
+  }
+
   /** Bytes queued for the connection and not yet written; -1 if not open. */
   pendingBytes(conn: number): number {
     if (this.#closed) return -1;

@@ -5,7 +5,7 @@
 import type { NativeLayout } from './native.js';
 
 export const LAYOUT = Object.freeze({
-  version: 1,
+  version: 2,
   slotBits: 20,
   threadBits: 6,
   genBits: 27,
@@ -39,6 +39,8 @@ export const LAYOUT = Object.freeze({
   opSend: 1,
   opClose: 2,
   opCloseFlushed: 3,
+  opPauseRecv: 4,
+  opResumeRecv: 5,
   closePeer: 1,
   closeError: 2,
   closeLocal: 3,

@@ -225,6 +225,30 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       expect(bad).toBe(0);
     });
 
+    it('pauses and resumes reading one connection without affecting another', async () => {
+      const rec = echo({}, { keep: true });
+      const a = await connect(rec.server);
+      const b = await connect(rec.server);
+      await until(() => rec.opens.length === 2, 5000, 'opens');
+      const byPort = new Map(rec.opens.map((o) => [o.peer.port, o.conn]));
+      const ta = byPort.get(a.socket.localPort!)!;
+      const tb = byPort.get(b.socket.localPort!)!;
+      expect(rec.server.pauseReading(ta)).toBe(true);
+      rec.server.flush();
+      await new Promise((r) => setTimeout(r, 20));
+      const big = pattern(1, 1000);
+      for (let i = 0; i < 200; i++) a.send(big);
+      b.send(Buffer.from('b still flows'));
+      await b.waitFrames(1);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(rec.frames.get(ta)?.length ?? 0).toBe(0);
+      expect(rec.server.resumeReading(ta)).toBe(true);
+      const got = await a.waitFrames(200);
+      expect(got.length).toBe(200);
+      expect(got.every((f) => f.equals(big))).toBe(true);
+      expect(rec.frames.get(ta)!.length).toBe(200);
+    });
+
     it('reports pending send bytes and a drain event for a peer that stops reading', async () => {
       const rec = echo({ sendHighWaterBytes: 256 * 1024, sendLowWaterBytes: 0 }, { echo: false });
       const c = await connect(rec.server);

@@ -290,6 +290,8 @@ Napi::Object Layout(Napi::Env env) {
   set("opSend", kOpSend);
   set("opClose", kOpClose);
   set("opCloseFlushed", kOpCloseFlushed);
+  set("opPauseRecv", kOpPauseRecv);
+  set("opResumeRecv", kOpResumeRecv);
   set("closePeer", kClosePeer);
   set("closeError", kCloseError);
   set("closeLocal", kCloseLocal);

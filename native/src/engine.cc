@@ -392,6 +392,12 @@ void IoThread::drain_inbox() {
       case kOpCloseFlushed:
         request_close(c, kCloseLocalFlushed, 0, 0, true);
         break;
+      case kOpPauseRecv:
+        poller_->pause_recv(c);
+        break;
+      case kOpResumeRecv:
+        poller_->resume_recv(c);
+        break;
       default:
         break;
     }
@@ -885,7 +891,8 @@ long Engine::submit(const uint8_t* batch, size_t len, std::string* err) {
     uint32_t n, op;
     std::memcpy(&n, batch + off + 8, 4);
     std::memcpy(&op, batch + off + 12, 4);
-    if (op != kOpSend && op != kOpClose && op != kOpCloseFlushed) {
+    if (op != kOpSend && op != kOpClose && op != kOpCloseFlushed && op != kOpPauseRecv &&
+        op != kOpResumeRecv) {
       *err = "send batch: unknown op " + std::to_string(op) + " at offset " + std::to_string(off);
       return -1;
     }

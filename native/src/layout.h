@@ -10,7 +10,7 @@
 namespace ww {
 
 // Bump on any change below.  TS checks it at load.
-constexpr uint32_t kLayoutVersion = 1;
+constexpr uint32_t kLayoutVersion = 2;
 
 // ---------------------------------------------------------------------------
 // Connection tokens
@@ -165,6 +165,8 @@ enum BatchOp : uint32_t {
   kOpSend = 1,
   kOpClose = 2,         // close now; unsent bytes are discarded
   kOpCloseFlushed = 3,  // close once every byte queued before it is written
+  kOpPauseRecv = 4,     // stop reading this connection (TCP backpressure on it)
+  kOpResumeRecv = 5,    // read it again
   // Internal ops (never written by JS): an I/O thread's inbox shares the format.
   kOpAdopt = 100,       // token field holds a socket handle to adopt
   kOpListen = 103,      // token field holds the listening socket (thread 0)

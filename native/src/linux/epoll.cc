@@ -33,6 +33,8 @@ namespace {
 constexpr uint32_t kReadable = 1u << 0;   // on the ready list
 constexpr uint32_t kWantWrite = 1u << 1;  // a send waits for EPOLLOUT
 constexpr uint32_t kRecvDone = 1u << 2;   // EOF or error reported
+constexpr uint32_t kPaused = 1u << 3;     // pause_recv: do not read
+constexpr uint32_t kMissed = 1u << 4;     // readable while paused (edge remembered)
 
 int64_t now_ms() {
   struct timespec ts;
@@ -108,6 +110,23 @@ class EpollPoller final : public Poller {
     return true;
   }
 
+  void pause_recv(Conn* c) override {
+    if (c->be_flags & kPaused) return;
+    c->be_flags |= kPaused;
+    if (c->be_flags & kReadable) {
+      unready(c);
+      c->be_flags |= kMissed;
+    }
+  }
+
+  void resume_recv(Conn* c) override {
+    if (!(c->be_flags & kPaused)) return;
+    c->be_flags &= ~kPaused;
+    // Edge-triggered: an edge that came while paused will not come again.
+    if ((c->be_flags & kMissed) && !(c->be_flags & kRecvDone)) make_ready(c);
+    c->be_flags &= ~kMissed;
+  }
+
   void send(Conn* c) override {
     c->be_flags &= ~kWantWrite;
     write_some(c);
@@ -170,7 +189,8 @@ class EpollPoller final : public Poller {
         }
         Conn* c = static_cast<Conn*>(p);
         if ((e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !(c->be_flags & kRecvDone)) {
-          make_ready(c);
+          if (c->be_flags & kPaused) c->be_flags |= kMissed;
+          else make_ready(c);
         }
         if ((e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && (c->be_flags & kWantWrite)) {
           c->be_flags &= ~kWantWrite;
