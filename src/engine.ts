@@ -236,7 +236,7 @@ export class RawServer {
     const n = payload.length;
     const b = this.#batch;
     const at = b.entry(conn, LAYOUT.opSend, n + 4);
-    b.buf.writeUInt32LE(n, at);
+    b.u32[at >> 2] = n; // entries are 8-aligned, so is their payload (little-endian hosts)
     b.buf.set(payload, at + 4);
     this.#queueFlush();
     return true;
@@ -341,32 +341,54 @@ export class RawServer {
 
   #onWake = (): void => {
     if (this.#closed) return;
-    // Clear before loading any tail: an I/O thread that publishes after this
-    // store sees 0 and wakes us again (see Engine::notify_js).
-    Atomics.store(this.#u32, LAYOUT.ctlWakePending >> 2, 0);
+    // wake_pending stays 1 while we drain, so I/O threads that publish
+    // meanwhile do not queue further calls: we look again before leaving.
+    // Leaving is always "store 0, then load every tail" (seq_cst); an I/O
+    // thread that publishes after our store sees 0 and wakes us (see
+    // Engine::notify_js), so no batch is ever stranded.
+    const wakeIdx = LAYOUT.ctlWakePending >> 2;
+    const u32 = this.#u32;
     this.#draining = true;
     try {
-      for (let round = 0; round < 4; round++) {
+      for (let round = 0; ; round++) {
         let any = false;
         for (let i = 0; i < this.#rings.length; i++) {
           if (this.#drainRing(i)) any = true;
         }
-        if (!any || this.#closed) break;
+        if (any) {
+          this.#h.batchEnd?.();
+          this.flush();
+        }
+        if (this.#closed) break;
+        if (!any || round >= 16) {
+          Atomics.store(u32, wakeIdx, 0);
+          if (!this.#anyPending()) break;
+          if (round >= 16) {
+            // Let timers and other I/O run; come back right after.
+            setImmediate(this.#onWake);
+            break;
+          }
+          Atomics.store(u32, wakeIdx, 1);
+        }
       }
     } finally {
       this.#draining = false;
-      try {
-        this.#h.batchEnd?.();
-      } finally {
-        this.flush();
-        if (this.#stopped === this.#rings.length && !this.#closed) {
-          this.#closed = true;
-          this.#native.stop();
-          this.#resolveClose?.();
-        }
+      this.flush();
+      if (this.#stopped === this.#rings.length && !this.#closed) {
+        this.#closed = true;
+        this.#native.stop();
+        this.#resolveClose?.();
       }
     }
   };
+
+  #anyPending(): boolean {
+    const u32 = this.#u32;
+    for (const r of this.#rings) {
+      if (Atomics.load(u32, r.tailIdx) !== u32[r.headIdx]) return true;
+    }
+    return false;
+  }
 
   #drainRing(i: number): boolean {
     const r = this.#rings[i]!;
@@ -401,7 +423,9 @@ export class RawServer {
     const h = this.#h;
     switch (kind) {
       case LAYOUT.recFrame:
-        h.frame?.(token, this.#buf.subarray(p, p + len));
+        // Buffer.from(arrayBuffer, offset, length) makes the view directly
+        // (subarray would go through the species constructor).
+        h.frame?.(token, Buffer.from(this.#block, p, len));
         return;
       case LAYOUT.recOpen: {
         const port = this.#u16[p >> 1]!;

@@ -904,6 +904,7 @@ long Engine::submit(const uint8_t* batch, size_t len, std::string* err) {
     off += step;
   }
   long live = 0;
+  const bool one_thread = threads_.size() == 1;
   for (size_t off = 0; off < len;) {
     uint32_t n;
     uint32_t op;
@@ -916,10 +917,18 @@ long Engine::submit(const uint8_t* batch, size_t len, std::string* err) {
     if (c) {
       ++live;
       if (op == kOpSend) c->pending_bytes.fetch_add(n, std::memory_order_relaxed);
-      std::vector<uint8_t>& st = staging_[t.thread];
-      st.insert(st.end(), batch + off, batch + off + step);
+      if (!one_thread) {
+        std::vector<uint8_t>& st = staging_[t.thread];
+        st.insert(st.end(), batch + off, batch + off + step);
+      }
     }
     off += step;
+  }
+  if (one_thread) {
+    // One I/O thread: hand the batch over as it is (the thread skips
+    // entries whose token went stale, exactly as it would anyway).
+    if (live) threads_[0]->post(batch, len);
+    return live;
   }
   for (size_t i = 0; i < threads_.size(); ++i) {
     if (staging_[i].empty()) continue;
