@@ -1,6 +1,6 @@
 {
   "variables": {
-    "ww_sanitize%": "0"
+    "ww_sanitize%": 0
   },
   "target_defaults": {
     "cflags!": ["-fno-exceptions"],
@@ -8,7 +8,7 @@
     "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter"],
     "cflags_cc": ["-std=c++17", "-fno-exceptions"],
     "conditions": [
-      ["ww_sanitize=='1'", {
+      ["ww_sanitize==1", {
         "cflags": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"],
         "ldflags": ["-fsanitize=address,undefined"]
       }]

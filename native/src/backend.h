@@ -86,6 +86,13 @@ class Poller {
   // Begin receiving on a newly adopted connection (kReceived until kRecvEnd).
   virtual bool start_recv(Conn* c, std::string* err) = 0;
 
+  // Stop receiving on c until resume_recv(c): no kReceived for c meanwhile
+  // (a receive already finished may still be reported).  Data stays in the
+  // kernel's socket buffer, so TCP pushes back on that peer only.  Both are
+  // idempotent; the engine calls them only for open connections.
+  virtual void pause_recv(Conn* c) = 0;
+  virtual void resume_recv(Conn* c) = 0;
+
   // Write c->sending from c->send_off to its end; one kSent when done.
   virtual void send(Conn* c) = 0;
 

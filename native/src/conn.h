@@ -56,8 +56,8 @@ enum class ConnState : uint8_t {
 
 struct Conn {
   // --- read by the JS thread (lock-free) ---------------------------------
-  // The token's generation while the connection is open, 0 once closing.
-  std::atomic<uint32_t> live_gen{0};
+  // (Whether a token is live is in the engine's live table, which JS reads
+  // directly; see layout.h.)
   // Bytes accepted by submit() and not yet written to the socket.
   std::atomic<uint64_t> pending_bytes{0};
 
@@ -70,6 +70,7 @@ struct Conn {
   bool close_after_flush = false; // close once sending and queued are empty
   bool above_high_water = false;  // a kRecDrain is owed when pending falls
   bool recv_ended = false;        // kRecvEnd seen
+  bool send_touched = false;      // queued grew during this loop turn
   uint8_t close_reason = 0;
   uint32_t held = 0;              // deferred completions that still need this conn
   bool recycle_when_unheld = false;
@@ -79,7 +80,8 @@ struct Conn {
   uint8_t hdr_have = 0;
   uint32_t frame_len = 0;         // valid once hdr_have == 4
   uint32_t frame_have = 0;        // payload bytes collected in `part`
-  uint8_t* part = nullptr;        // payload so far (malloc'd, frame_len bytes)
+  uint8_t* part = nullptr;        // payload so far (malloc'd, grows as bytes arrive)
+  uint32_t part_cap = 0;
 
   // Outbound: the backend writes `sending` while the engine appends to `queued`.
   ByteBuf sending;
@@ -87,6 +89,8 @@ struct Conn {
   ByteBuf queued;
 
   // Backend scratch: each backend keeps what it needs per connection here.
+  // The engine never reads these; it zeroes them when it recycles the slot,
+  // so a backend must have released what be_ptr points to by its kClosed.
   void* be_ptr = nullptr;
   Conn* be_next = nullptr;
   uint32_t be_flags = 0;

@@ -10,7 +10,7 @@
 namespace ww {
 
 // Bump on any change below.  TS checks it at load.
-constexpr uint32_t kLayoutVersion = 1;
+constexpr uint32_t kLayoutVersion = 2;
 
 // ---------------------------------------------------------------------------
 // Connection tokens
@@ -83,6 +83,12 @@ inline uint32_t gen_next(uint32_t gen) {
 // area, the producer writes a PAD record that fills the rest, and starts the
 // record at offset 0.  Every record starts on a kRecordAlign boundary, so the
 // space left before the end is always 0 or at least one record header.
+//
+// After the last ring come the live tables, one per I/O thread, each
+// kMaxSlotsPerThread u32s: live[slot] is the generation of the connection in
+// that slot while it is open and 0 otherwise.  JS reads it to tell whether a
+// token is still open without calling into native code.  (The pages are
+// zero-filled lazily by the OS, so unused slots cost no memory.)
 //
 // control: +0 u32 layout version, +4 u32 ring count, +8 u32 ring_bytes,
 //          +12 u32 wake_pending (1 while a wake-up of JS is queued).
@@ -159,8 +165,11 @@ enum BatchOp : uint32_t {
   kOpSend = 1,
   kOpClose = 2,         // close now; unsent bytes are discarded
   kOpCloseFlushed = 3,  // close once every byte queued before it is written
+  kOpPauseRecv = 4,     // stop reading this connection (TCP backpressure on it)
+  kOpResumeRecv = 5,    // read it again
   // Internal ops (never written by JS): an I/O thread's inbox shares the format.
   kOpAdopt = 100,       // token field holds a socket handle to adopt
+  kOpListen = 103,      // token field holds the listening socket (thread 0)
   kOpStopListen = 101,
   kOpShutdown = 102,    // graceful close: close every connection, emit kRecStopped
 };

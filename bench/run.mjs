@@ -1,0 +1,663 @@
+#!/usr/bin/env node
+// Benchmark runner: every server against the native load generator, over
+// loopback, servers alternating within one run; prints ratio tables to plain
+// node:net and writes bench/RESULTS.md.  See bench/README.md.
+//
+//   npm run bench                     default run (about 4 minutes)
+//   npm run bench:quick               under a minute
+//   node bench/run.mjs --only net,c-echo --shapes 100x1,100x16 --repeat 3
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = path.join(ROOT, 'build', 'Release');
+const LOADGEN = path.join(BIN, 'ww_loadgen');
+const REFERENCE = 'net'; // ratios are relative to plain node:net
+
+// ---------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------
+
+const DEFAULTS = Object.freeze({
+  duration: 1.5, // measured seconds per run
+  maxOtherCpu: 25, // a run during which other processes used more (% of one core) is re-run
+  retries: 2, // re-runs of a disturbed run before keeping it anyway
+  quietWait: 10, // seconds to wait, before each run, for other processes to calm down
+  warmup: 0.5,
+  repeat: 3, // runs per (server, shape); the tables show medians
+  loadgenThreads: 1, // the server needs the other core
+  memConns: 10_000,
+  host: '127.0.0.1',
+  basePort: 17_300,
+});
+const QUICK = Object.freeze({ duration: 1, warmup: 0.3, repeat: 1, quietWait: 3, shapes: ['1x1', '100x1', '100x16', '100x1-work100'] });
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    shapes: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    repeat: { type: 'string' },
+    'loadgen-threads': { type: 'string' },
+    'mem-conns': { type: 'string' },
+    'io-threads': { type: 'string' },
+    host: { type: 'string' },
+    'base-port': { type: 'string' },
+    'quiet-wait': { type: 'string' },
+    out: { type: 'string' },
+    json: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+function printHelp() {
+  console.log(`usage: node bench/run.mjs [options]
+  --quick                 short run: ${QUICK.shapes.join(', ')}; ${QUICK.duration} s per run, no memory shape
+  --only <a,b,...>        servers to run (default all): ${servers.map((s) => s.name).join(', ')}
+  --shapes <a,b,...>      shapes to run (default all): ${shapes.map((s) => s.id).join(', ')}
+  --duration <s>          measured seconds per run (default ${DEFAULTS.duration})
+  --warmup <s>            unmeasured seconds before each run (default ${DEFAULTS.warmup})
+  --repeat <n>            runs per server and shape; medians are shown (default ${DEFAULTS.repeat})
+  --loadgen-threads <n>   load generator threads (default ${DEFAULTS.loadgenThreads})
+  --mem-conns <n>         idle connections for the memory shape (default ${DEFAULTS.memConns})
+  --io-threads <n>        passed to whirlwind's raw echo as --io-threads
+  --host <addr>           loopback address (default ${DEFAULTS.host})
+  --base-port <p>         first port; each server start takes the next (default ${DEFAULTS.basePort})
+  --quiet-wait <s>        before each run, wait up to s seconds while other processes use over
+                          ${DEFAULTS.maxOtherCpu}% of a core (default ${DEFAULTS.quietWait}, ${QUICK.quietWait} with --quick; 0 = never)
+  --out <file>            results file (default bench/RESULTS.md)
+  --json <file>           also write the median summaries as JSON (for other scripts)`);
+}
+
+function numberOption(key, fallback, { integer = false, min = 0 } = {}) {
+  if (args[key] === undefined) return fallback;
+  const n = Number(args[key]);
+  if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
+    console.error(`run.mjs: --${key} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got '${args[key]}'`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const opts = {
+  duration: numberOption('duration', args.quick ? QUICK.duration : DEFAULTS.duration, { min: 0.1 }),
+  warmup: numberOption('warmup', args.quick ? QUICK.warmup : DEFAULTS.warmup),
+  repeat: numberOption('repeat', args.quick ? QUICK.repeat : DEFAULTS.repeat, { integer: true, min: 1 }),
+  loadgenThreads: numberOption('loadgen-threads', DEFAULTS.loadgenThreads, { integer: true, min: 1 }),
+  memConns: numberOption('mem-conns', DEFAULTS.memConns, { integer: true, min: 1 }),
+  ioThreads: numberOption('io-threads', undefined, { integer: true, min: 1 }),
+  host: args.host ?? DEFAULTS.host,
+  basePort: numberOption('base-port', DEFAULTS.basePort, { integer: true, min: 1024 }),
+  quietWait: numberOption('quiet-wait', args.quick ? QUICK.quietWait : DEFAULTS.quietWait),
+  out: path.resolve(args.out ?? path.join(ROOT, 'bench', 'RESULTS.md')),
+};
+
+// ---------------------------------------------------------------------------
+// Servers and shapes
+// ---------------------------------------------------------------------------
+
+const node = process.execPath;
+const servers = [
+  { name: 'c-echo', label: 'C epoll, 1 thread', cmd: [path.join(BIN, 'ww_c_echo')], memory: true },
+  { name: 'c-echo-2t', label: 'C epoll, 2 SO_REUSEPORT threads', cmd: [path.join(BIN, 'ww_c_echo'), '--threads', '2'] },
+  { name: 'net', label: 'node:net, one write per chunk', cmd: [node, 'bench/servers/net-echo.mjs'], memory: true },
+  { name: 'net-piscina', label: 'node:net + piscina.run() per message', cmd: [node, 'bench/servers/net-piscina.mjs'] },
+  { name: 'cluster', label: 'node cluster, 2 processes', cmd: [node, 'bench/servers/cluster-echo.mjs', '--workers', '2'] },
+  // whirlwind's raw echo, once per backend; a backend the machine lacks is
+  // reported as skipped.
+  ...['epoll', 'io_uring'].map((backend) => ({
+    name: `whirlwind-${backend}`,
+    label: `whirlwind raw echo, ${backend}`,
+    cmd: [node, 'examples/raw-echo.mjs', '--backend', backend,
+      ...(opts.ioThreads ? ['--io-threads', String(opts.ioThreads)] : [])],
+    memory: true,
+  })),
+];
+
+const shapes = [
+  { id: '1x1', conns: 1, pipeline: 1, workUs: 0, about: '1 connection, 1 request in flight (latency)' },
+  { id: '100x1', conns: 100, pipeline: 1, workUs: 0, about: '100 connections, 1 in flight each' },
+  { id: '100x16', conns: 100, pipeline: 16, workUs: 0, about: '100 connections, 16 pipelined each' },
+  { id: '1000x1', conns: 1000, pipeline: 1, workUs: 0, about: '1000 connections, 1 in flight each' },
+  { id: '100x1-work100', conns: 100, pipeline: 1, workUs: 100, about: '100 x 1, server burns 100 us CPU per message' },
+  { id: 'mem', memory: true, about: `server RSS per idle connection at ${opts.memConns} connections` },
+];
+
+if (args.help) {
+  printHelp();
+  process.exit(0);
+}
+
+function pickList(list, csv, what) {
+  if (!csv) return list;
+  const want = csv.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const w of want) {
+    if (!list.some((x) => (x.name ?? x.id) === w)) {
+      console.error(`run.mjs: unknown ${what} '${w}'; known: ${list.map((x) => x.name ?? x.id).join(', ')}`);
+      process.exit(2);
+    }
+  }
+  return list.filter((x) => want.includes(x.name ?? x.id));
+}
+
+const activeServers = pickList(servers, args.only, 'server in --only');
+const activeShapes = pickList(
+  shapes,
+  args.shapes ?? (args.quick ? QUICK.shapes.join(',') : undefined),
+  'shape in --shapes',
+);
+
+for (const bin of [LOADGEN, ...activeServers.filter((s) => s.name.startsWith('c-echo')).map((s) => s.cmd[0])]) {
+  if (!fs.existsSync(bin)) {
+    console.error(`run.mjs: ${path.relative(ROOT, bin)} is missing; build it with 'npm install' (node-gyp rebuild)`);
+    process.exit(2);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Process helpers
+// ---------------------------------------------------------------------------
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let nextPort = opts.basePort;
+
+/** Sum of utime+stime clock ticks over a process and all its descendants. */
+function treeCpuTicks(pid) {
+  let ticks = 0;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(f[11]) + Number(f[12]); // fields 14 and 15: utime, stime
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      const kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      for (const kid of kids ? kids.split(' ') : []) ticks += treeCpuTicks(Number(kid));
+    }
+  } catch {
+    // the process is gone
+  }
+  return ticks;
+}
+const TICKS_PER_S = 100; // USER_HZ on Linux
+
+/** Busy and total clock ticks of the whole machine (all CPUs), from /proc/stat. */
+function machineTicks() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user..steal; guest is inside user
+  const idle = f[3] + f[4]; // idle + iowait
+  return { busy: total - idle, total };
+}
+
+/**
+ * The machine may be shared.  Before a run, waits (up to opts.quietWait
+ * seconds) until the whole machine's busy time, sampled over 0.5 s, is under
+ * DEFAULTS.maxOtherCpu percent of one core; nothing of ours is running then.
+ * Returns the seconds waited.
+ */
+let quietWaited = 0;
+async function waitQuiet() {
+  const start = performance.now();
+  for (;;) {
+    const a = machineTicks();
+    await sleep(500);
+    const b = machineTicks();
+    const busy = (100 * (b.busy - a.busy)) / TICKS_PER_S / 0.5;
+    const waited = (performance.now() - start) / 1000;
+    if (busy <= DEFAULTS.maxOtherCpu || waited >= opts.quietWait) {
+      quietWaited += waited;
+      return waited;
+    }
+  }
+}
+
+function vmRssKb(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+function fdCount(pid) {
+  return fs.readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/**
+ * Starts a server and waits for its "listening" line.  Resolves to
+ * { proc, port, line } or { skipped | failed: reason }.
+ */
+async function startServer(server, workUs) {
+  const script = server.cmd[0] === node ? server.cmd[1] : null;
+  if (script && !fs.existsSync(path.join(ROOT, script))) return { skipped: `${script} is missing` };
+  const port = nextPort++;
+  const argv = [...server.cmd.slice(1), '--port', String(port), '--host', opts.host];
+  if (workUs) argv.push('--work-us', String(workUs));
+  const proc = spawn(server.cmd[0], argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (d) => { if (out.length < 8192) out += d; });
+  proc.stderr.on('data', (d) => { if (err.length < 8192) err += d; });
+  const command = [server.cmd[0] === node ? 'node' : path.relative(ROOT, server.cmd[0]), ...argv].join(' ');
+  const result = await new Promise((resolve) => {
+    const timer = setTimeout(() => resolve({ failed: 'no "listening" line within 15 s' }), 15_000);
+    const check = () => {
+      const line = out.split('\n').find((l) => /listening/i.test(l));
+      if (line) {
+        clearTimeout(timer);
+        resolve({ line: line.trim().replace(new RegExp(`\\b${port}\\b`, 'g'), '<p>') });
+      }
+    };
+    proc.stdout.on('data', check);
+    proc.on('error', (e) => { clearTimeout(timer); resolve({ failed: e.message }); });
+    proc.on('exit', (code, sig) => {
+      clearTimeout(timer);
+      // Prefer the line that names the error over a stack trace's tail.
+      const lines = (err || out).split('\n').map((l) => l.trim()).filter(Boolean);
+      const text = (lines.find((l) => /unavailable/i.test(l)) ?? lines.find((l) => /error/i.test(l)) ??
+        lines.at(-1) ?? '').slice(0, 300);
+      if (/unavailable/i.test(text)) resolve({ skipped: `unavailable: ${text}` });
+      else resolve({ failed: `exited (${sig ?? code}) before listening: ${text}` });
+    });
+  });
+  if (!result.line) {
+    await stopServer(proc);
+    return result;
+  }
+  return { proc, port, line: result.line, command };
+}
+
+async function stopServer(proc) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** Runs the load generator; resolves to { result (parsed RESULT json), stdout, stderr, code }. */
+function runLoadgen(argv, { onLine } = {}) {
+  return new Promise((resolve) => {
+    const proc = spawn(LOADGEN, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (d) => {
+      out += d;
+      if (onLine) for (const l of String(d).split('\n')) if (l) onLine(l, proc);
+    });
+    proc.stderr.on('data', (d) => { if (err.length < 8192) err += d; });
+    proc.on('exit', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+      let result = null;
+      try {
+        result = line ? JSON.parse(line.slice(7)) : null;
+      } catch {
+        result = null;
+      }
+      resolve({ result, stdout: out, stderr: err.trim(), code });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// One measurement
+// ---------------------------------------------------------------------------
+
+function loadgenArgs(shape, port) {
+  return [
+    '--host', opts.host, '--port', String(port),
+    '-c', String(shape.conns), '-p', String(shape.pipeline), '-s', '64',
+    '-d', String(opts.duration), '-w', String(opts.warmup), '-t', String(opts.loadgenThreads), '-q',
+  ];
+}
+
+async function measureThroughput(server, shape) {
+  if (opts.quietWait > 0) await waitQuiet();
+  const s = await startServer(server, shape.workUs);
+  if (!s.proc) return s;
+  try {
+    const argv = loadgenArgs(shape, s.port);
+    const cpu0 = treeCpuTicks(s.proc.pid);
+    const m0 = machineTicks();
+    const t0 = performance.now();
+    const lg = await runLoadgen(argv);
+    const wall = (performance.now() - t0) / 1000;
+    const cpu1 = treeCpuTicks(s.proc.pid);
+    const m1 = machineTicks();
+    if (!lg.result?.ok) return { failed: `loadgen: ${lg.stderr || `exit ${lg.code}`}`.slice(0, 300), line: s.line };
+    return {
+      line: s.line,
+      serverCommand: s.command,
+      loadgenCommand: ['build/Release/ww_loadgen', ...argv].join(' '),
+      rate: lg.result.rate,
+      lat: lg.result.latency_us,
+      errors: lg.result.errors,
+      loadgenCpu: lg.result.cpu_pct,
+      // Over warm-up + measured window, so slightly diluted by connecting.
+      serverCpu: (100 * (cpu1 - cpu0)) / TICKS_PER_S / wall,
+      // CPU used by anything else on the machine (other processes, kernel
+      // threads), in % of one core; a busy neighbour distorts the run.
+      otherCpu: Math.max(0, (100 * (m1.busy - m0.busy)) / TICKS_PER_S / wall -
+        (100 * (cpu1 - cpu0)) / TICKS_PER_S / wall - lg.result.cpu_pct),
+    };
+  } finally {
+    await stopServer(s.proc);
+  }
+}
+
+async function measureMemory(server) {
+  if (opts.quietWait > 0) await waitQuiet();
+  const s = await startServer(server, 0);
+  if (!s.proc) return s;
+  const pid = s.proc.pid;
+  let lg;
+  try {
+    await sleep(500);
+    const before = vmRssKb(pid);
+    const fds0 = fdCount(pid);
+    const n = opts.memConns;
+    const argv = ['--host', opts.host, '--port', String(s.port), '--connect-only', '-c', String(n),
+      '--hold', '60', '--connect-timeout', '30', '-q'];
+    let resolveConnected;
+    const connected = new Promise((r) => { resolveConnected = r; });
+    const lgDone = runLoadgen(argv, { onLine: (l, p) => { if (l.startsWith('CONNECTED')) resolveConnected(p); } });
+    const lgProc = await Promise.race([connected, lgDone.then(() => null)]);
+    if (!lgProc) {
+      lg = await lgDone;
+      return { failed: `loadgen could not connect: ${lg.stderr}`.slice(0, 300), line: s.line };
+    }
+    // The kernel completes handshakes before the server accepts; wait until
+    // the server holds every socket, then let it settle.
+    const deadline = Date.now() + 20_000;
+    while (fdCount(pid) < fds0 + n && Date.now() < deadline) await sleep(100);
+    const accepted = fdCount(pid) - fds0;
+    await sleep(1000);
+    const after = vmRssKb(pid);
+    lgProc.kill('SIGTERM');
+    await lgDone;
+    if (accepted < n) return { failed: `server accepted only ${accepted} of ${n} connections`, line: s.line };
+    return {
+      line: s.line,
+      serverCommand: s.command,
+      loadgenCommand: ['build/Release/ww_loadgen', ...argv].join(' '),
+      rssBeforeKb: before,
+      rssAfterKb: after,
+      kbPerConn: (after - before) / n,
+    };
+  } finally {
+    await stopServer(s.proc);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Main loop: repetitions outermost, then shapes, then servers in a rotating
+// order, so every server sees the same drift of the machine.
+// ---------------------------------------------------------------------------
+
+const median = (xs) => {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+
+const results = new Map(); // `${server}|${shape}` -> [run]
+const status = new Map(); // server name -> { skipped | failed } for whole-server skips
+const listeningLines = new Map();
+const commands = new Map(); // shape id -> { loadgen, servers: Map }
+const started = new Date();
+const t0 = performance.now();
+
+const throughputShapes = activeShapes.filter((s) => !s.memory);
+const memShape = activeShapes.find((s) => s.memory);
+const totalRuns = throughputShapes.length * activeServers.length * opts.repeat +
+  (memShape ? activeServers.filter((s) => s.memory).length : 0);
+let done = 0;
+console.log(`whirlwind bench: ${activeServers.length} servers, shapes ${activeShapes.map((s) => s.id).join(' ')}, ` +
+  `${opts.repeat} x (${opts.warmup} s warm-up + ${opts.duration} s), loadgen threads ${opts.loadgenThreads}`);
+
+function record(server, shape, r) {
+  const key = `${server.name}|${shape.id}`;
+  if (!results.has(key)) results.set(key, []);
+  results.get(key).push(r);
+  if (r.line) listeningLines.set(server.name, r.line);
+  if (r.skipped && /unavailable|missing/.test(r.skipped)) status.set(server.name, { skipped: r.skipped });
+  if (r.serverCommand) {
+    if (!commands.has(shape.id)) commands.set(shape.id, { loadgen: r.loadgenCommand, servers: new Map() });
+    commands.get(shape.id).servers.set(server.name, r.serverCommand);
+  }
+  done++;
+  const what = r.skipped ? `skipped (${r.skipped})` : r.failed ? `FAILED (${r.failed})`
+    : r.kbPerConn !== undefined ? `${r.kbPerConn.toFixed(2)} KB/conn`
+    : `${fmtRate(r.rate)}/s p50 ${r.lat.p50.toFixed(0)} us p99 ${r.lat.p99.toFixed(0)} us err ${r.errors} ` +
+      `cpu loadgen ${r.loadgenCpu.toFixed(0)}% server ${r.serverCpu.toFixed(0)}% other ${r.otherCpu.toFixed(0)}%` +
+      (r.disturbed ? ' (DISTURBED, kept)' : '');
+  console.log(`[${String(done).padStart(3)}/${totalRuns}] ${shape.id.padEnd(14)} ${server.name.padEnd(18)} ${what}`);
+}
+
+for (let rep = 0; rep < opts.repeat; rep++) {
+  for (const shape of throughputShapes) {
+    const n = activeServers.length;
+    for (let i = 0; i < n; i++) {
+      const server = activeServers[(i + rep) % n];
+      if (status.has(server.name)) {
+        record(server, shape, status.get(server.name));
+        continue;
+      }
+      let r;
+      for (let attempt = 0; ; attempt++) {
+        r = await measureThroughput(server, shape);
+        if (!(r.otherCpu > DEFAULTS.maxOtherCpu)) break;
+        if (attempt === DEFAULTS.retries) {
+          r.disturbed = true;
+          break;
+        }
+        console.log(`        ${shape.id} ${server.name}: other processes used ${r.otherCpu.toFixed(0)}% CPU during the run; running it again`);
+        await sleep(2000);
+      }
+      record(server, shape, r);
+    }
+  }
+}
+if (memShape) {
+  for (const server of activeServers.filter((s) => s.memory)) {
+    record(server, memShape, status.get(server.name) ?? (await measureMemory(server)));
+  }
+}
+const elapsed = (performance.now() - t0) / 1000;
+
+// ---------------------------------------------------------------------------
+// Tables
+// ---------------------------------------------------------------------------
+
+function fmtRate(r) {
+  if (!Number.isFinite(r)) return '-';
+  if (r >= 1e6) return `${(r / 1e6).toFixed(2)}M`;
+  if (r >= 1e3) return `${(r / 1e3).toFixed(1)}k`;
+  return r.toFixed(0);
+}
+const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '-');
+const fmtUs = (x) => (Number.isFinite(x) ? (x >= 1000 ? `${(x / 1000).toFixed(2)} ms` : `${x.toFixed(0)} us`) : '-');
+
+/** Median summary of the runs of one server and shape, or a reason it has none. */
+function summary(serverName, shapeId) {
+  const runs = results.get(`${serverName}|${shapeId}`) ?? [];
+  const ok = runs.filter((r) => !r.skipped && !r.failed);
+  if (ok.length === 0) {
+    const r = runs.find((x) => x.skipped) ?? runs.find((x) => x.failed);
+    return { reason: r ? (r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.failed}`) : 'not run' };
+  }
+  const m = (f) => median(ok.map(f));
+  return {
+    runs: ok.length,
+    failedRuns: runs.length - ok.length,
+    rate: m((r) => r.rate),
+    p50: m((r) => r.lat?.p50), p90: m((r) => r.lat?.p90), p99: m((r) => r.lat?.p99),
+    p999: m((r) => r.lat?.p99_9), max: m((r) => r.lat?.max),
+    errors: ok.reduce((a, r) => a + (r.errors ?? 0), 0),
+    loadgenCpu: m((r) => r.loadgenCpu), serverCpu: m((r) => r.serverCpu), otherCpu: m((r) => r.otherCpu),
+    disturbed: ok.filter((r) => r.disturbed).length,
+    kbPerConn: m((r) => r.kbPerConn), rssBeforeKb: m((r) => r.rssBeforeKb), rssAfterKb: m((r) => r.rssAfterKb),
+  };
+}
+
+const short = (reason) => (reason.startsWith('skipped') ? 'skipped' : reason.startsWith('failed') ? 'FAILED' : reason);
+
+// Throughput: one row per server, one column per shape, "rate (ratio)".
+const throughputRows = {};
+const latencyRows = {};
+const notes = [];
+for (const server of activeServers) {
+  const row = {};
+  for (const shape of throughputShapes) {
+    const s = summary(server.name, shape.id);
+    const ref = summary(REFERENCE, shape.id);
+    if (s.reason) {
+      row[shape.id] = short(s.reason);
+      notes.push(`${server.name} / ${shape.id}: ${s.reason}`);
+      continue;
+    }
+    row[shape.id] = `${fmtRate(s.rate)}/s (${fmtRatio(s.rate / ref.rate)})`;
+    if (s.errors) notes.push(`${server.name} / ${shape.id}: ${s.errors} errors (mismatches or lost connections)`);
+    if (s.disturbed) notes.push(`${server.name} / ${shape.id}: ${s.disturbed} of ${s.runs} runs had other processes using over ${DEFAULTS.maxOtherCpu}% CPU after ${DEFAULTS.retries} re-runs`);
+    if (s.failedRuns) notes.push(`${server.name} / ${shape.id}: ${s.failedRuns} of ${s.runs + s.failedRuns} runs failed`);
+  }
+  throughputRows[server.name] = row;
+  const lat = summary(server.name, '1x1');
+  if (throughputShapes.some((s) => s.id === '1x1')) {
+    latencyRows[server.name] = lat.reason ? { p50: short(lat.reason) } : {
+      p50: fmtUs(lat.p50), p90: fmtUs(lat.p90), p99: fmtUs(lat.p99), 'p99.9': fmtUs(lat.p999), max: fmtUs(lat.max),
+      'p50 vs net': fmtRatio(lat.p50 / summary(REFERENCE, '1x1').p50),
+    };
+  }
+}
+const memoryRows = {};
+if (memShape) {
+  const ref = summary(REFERENCE, memShape.id);
+  for (const server of activeServers.filter((s) => s.memory)) {
+    const s = summary(server.name, memShape.id);
+    memoryRows[server.name] = s.reason ? { 'KB per connection': short(s.reason) } : {
+      'KB per connection': s.kbPerConn.toFixed(2),
+      'vs net': fmtRatio(s.kbPerConn / ref.kbPerConn),
+      'RSS before (MB)': (s.rssBeforeKb / 1024).toFixed(1),
+      'RSS after (MB)': (s.rssAfterKb / 1024).toFixed(1),
+    };
+    if (s.reason) notes.push(`${server.name} / mem: ${s.reason}`);
+  }
+}
+
+if (throughputShapes.length) {
+  console.log(`\nThroughput, replies/s (median of ${opts.repeat}); ratio to plain node:net ('${REFERENCE}')`);
+  console.table(throughputRows);
+}
+if (Object.keys(latencyRows).length) {
+  console.log('\nLatency at 1 connection x 1 in flight (medians of each percentile)');
+  console.table(latencyRows);
+}
+if (memShape) {
+  console.log(`\nServer RSS per idle connection at ${opts.memConns} connections; ratio to plain node:net`);
+  console.table(memoryRows);
+}
+for (const n of notes) console.log(`note: ${n}`);
+
+// ---------------------------------------------------------------------------
+// RESULTS.md
+// ---------------------------------------------------------------------------
+
+function mdTable(rows, firstHeader) {
+  const names = Object.keys(rows);
+  const cols = [...new Set(names.flatMap((n) => Object.keys(rows[n])))];
+  const lines = [`| ${[firstHeader, ...cols].join(' | ')} |`, `|${[firstHeader, ...cols].map(() => '---').join('|')}|`];
+  for (const n of names) lines.push(`| ${[n, ...cols.map((c) => rows[n][c] ?? '')].join(' | ')} |`);
+  return lines.join('\n');
+}
+
+const cpuModel = (/model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8')) ?? [])[1] ?? 'unknown';
+let gitRev;
+try {
+  gitRev = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  const dirty = execFileSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' });
+  if (dirty.trim()) gitRev += ' (with uncommitted changes)';
+} catch {
+  gitRev = 'unknown';
+}
+
+const detailRows = {};
+for (const shape of throughputShapes) {
+  for (const server of activeServers) {
+    const s = summary(server.name, shape.id);
+    if (s.reason) continue;
+    detailRows[`${shape.id} ${server.name}`] = {
+      'replies/s': fmtRate(s.rate), p50: fmtUs(s.p50), p90: fmtUs(s.p90), p99: fmtUs(s.p99), 'p99.9': fmtUs(s.p999),
+      max: fmtUs(s.max), errors: String(s.errors), 'loadgen CPU': `${s.loadgenCpu.toFixed(0)}%`,
+      'server CPU': `${s.serverCpu.toFixed(0)}%`, 'other CPU': `${s.otherCpu.toFixed(0)}%`,
+    };
+  }
+}
+
+const cmdLines = [];
+for (const shape of activeShapes) {
+  const c = commands.get(shape.id);
+  if (!c) continue;
+  cmdLines.push(`- ${shape.id} (${shape.about}):`, `  - load: \`${c.loadgen.replace(/--port \d+/, '--port <p>')}\``);
+  for (const [name, cmd] of c.servers) cmdLines.push(`  - ${name}: \`${cmd.replace(/--port \d+/, '--port <p>')}\``);
+}
+
+const md = `# Benchmark results
+
+Produced by \`node bench/run.mjs${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}\`; do not edit by hand.
+See bench/README.md for what each number means.
+
+- date: ${started.toISOString()} (run took ${elapsed.toFixed(0)} s)
+- machine: ${cpuModel}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB
+- kernel: ${os.release()}
+- node: ${process.version}
+- commit: ${gitRev}
+- load generator: build/Release/ww_loadgen, ${opts.loadgenThreads} thread(s), 64-byte payloads, loopback ${opts.host}
+- other processes: before each run the runner waited up to ${opts.quietWait} s for the machine to be idle (${quietWaited.toFixed(0)} s in all); see "other CPU" below
+- each run: ${opts.warmup} s warm-up + ${opts.duration} s measured; ${opts.repeat} run(s) per server and shape, medians shown; servers alternate
+
+## Throughput (replies/s, ratio to plain node:net)
+
+${throughputShapes.length ? mdTable(throughputRows, 'server') : '(no throughput shapes in this run)'}
+
+${throughputShapes.map((s) => `- ${s.id}: ${s.about}`).join('\n')}
+
+## Latency, 1 connection x 1 in flight
+
+${Object.keys(latencyRows).length ? mdTable(latencyRows, 'server') : '(1x1 not in this run)'}
+
+## Memory: server RSS per idle connection
+
+${memShape ? `${opts.memConns} idle connections (load generator --connect-only); (VmRSS after - VmRSS before) / connections, read from /proc/<pid>/status once the server holds every socket and 1 s has passed. Kernel socket buffers are not in RSS.\n\n${mdTable(memoryRows, 'server')}` : '(memory shape not in this run)'}
+
+## Every server and shape (medians)
+
+${Object.keys(detailRows).length ? mdTable(detailRows, 'shape / server') : '(none)'}
+
+CPU columns are in percent of one core (the machine has ${os.cpus().length}). Server CPU: the server process tree's utime+stime over the load generator's whole run (warm-up included). Loadgen CPU: the load generator's own, over the measured window. Other CPU: the rest of the machine's busy time over the run (other processes, kernel threads); a run with more than ${DEFAULTS.maxOtherCpu}% is re-run up to ${DEFAULTS.retries} times.
+
+## Servers
+
+${activeServers.map((s) => `- ${s.name}: ${s.label}${listeningLines.has(s.name) ? ` — \`${listeningLines.get(s.name)}\`` : ''}`).join('\n')}
+
+## Notes
+
+${notes.length ? notes.map((n) => `- ${n}`).join('\n') : '- none'}
+
+## Commands
+
+${cmdLines.join('\n')}
+`;
+fs.writeFileSync(opts.out, md);
+if (args.json) {
+  const all = {};
+  for (const server of activeServers) {
+    for (const shape of activeShapes) all[`${server.name}|${shape.id}`] = summary(server.name, shape.id);
+  }
+  fs.writeFileSync(args.json, JSON.stringify({ opts, summaries: all }, null, 2));
+}
+console.log(`\nwrote ${path.relative(process.cwd(), opts.out)} (${elapsed.toFixed(0)} s)`);

@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+// Raw echo: every frame straight back from the ring, on the main thread, no
+// worker pool.  The engine's own benchmark target.
+//
+//   node examples/raw-echo.mjs --port <p> [--host <addr>] [--backend <name>] [--io-threads <n>]
+//
+// Prints one line containing "listening" and the backend name when ready;
+// exits cleanly on SIGINT/SIGTERM.
+import { parseArgs } from 'node:util';
+import { listenRaw } from 'whirlwind';
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: '7000' },
+    host: { type: 'string', default: '127.0.0.1' },
+    backend: { type: 'string', default: 'auto' },
+    'io-threads': { type: 'string' },
+    'work-us': { type: 'string', default: '0' },
+  },
+});
+
+const workUs = Number(values['work-us']);
+function burn(us) {
+  const end = process.hrtime.bigint() + BigInt(Math.round(us * 1000));
+  while (process.hrtime.bigint() < end);
+}
+
+let server;
+try {
+  server = listenRaw(
+    {
+      host: values.host,
+      port: Number(values.port),
+      backend: values.backend,
+      ...(values['io-threads'] ? { ioThreads: Number(values['io-threads']) } : {}),
+    },
+    {
+      frame(conn, data) {
+        if (workUs > 0) burn(workUs);
+        server.send(conn, data);
+      },
+    },
+  );
+} catch (err) {
+  console.error(`raw-echo: ${err.message}`);
+  process.exit(1);
+}
+
+console.log(
+  `raw-echo listening on ${server.family === 6 ? `[${server.address}]` : server.address}:${server.port} backend=${server.backend} ioThreads=${server.options.ioThreads}`,
+);
+
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    server.close().then(() => process.exit(0));
+  });
+}

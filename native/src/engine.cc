@@ -1,0 +1,983 @@
+// engine.cc - I/O thread loop, framer, ring producer and send path.
+// See engine.h for the threads and lifecycle rules, layout.h for every
+// byte layout used here.
+#include "engine.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace ww {
+
+static_assert(sizeof(std::atomic<uint32_t>) == 4, "ring counters must be plain u32");
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "ring counters must be lock-free");
+
+namespace {
+
+inline uint32_t load_le32(const uint8_t* p) {
+  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
+}
+
+inline std::atomic<uint32_t>* atomic_at(uint8_t* base, uint32_t off) {
+  return reinterpret_cast<std::atomic<uint32_t>*>(base + off);
+}
+
+inline double read_f64(const uint8_t* p) {
+  double d;
+  std::memcpy(&d, p, 8);
+  return d;
+}
+
+inline uint64_t token_from_double(double d) {
+  if (!(d >= 0) || d > 9007199254740991.0) return 0;
+  return uint64_t(d);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// SharedBlock
+
+SharedBlock::SharedBlock(size_t n) : size(n) {
+  // calloc: the rings start zeroed (head == tail == 0, nothing stalled).
+  data = static_cast<uint8_t*>(std::calloc(1, n));
+}
+
+SharedBlock::~SharedBlock() { std::free(data); }
+
+// ---------------------------------------------------------------------------
+// RingWriter
+
+void RingWriter::init(uint8_t* header, uint8_t* data, uint32_t size) {
+  tail_ = atomic_at(header, kRingTail);
+  head_ = atomic_at(header, kRingHead);
+  stalled_ = atomic_at(header, kRingStalled);
+  data_ = data;
+  size_ = size;
+}
+
+uint8_t* RingWriter::reserve(uint16_t kind, double token, uint32_t payload) {
+  const uint32_t rec = align_up(kRecordHeaderBytes + payload, kRecordAlign);
+  for (int attempt = 0;; ++attempt) {
+    const uint32_t pos = tail_local_ & (size_ - 1);
+    const uint32_t to_end = size_ - pos;
+    const uint32_t need = rec <= to_end ? rec : to_end + rec;
+    if (size_ - (tail_local_ - head_cache_) < need) {
+      // Acquire pairs with JS's store of head: once we see the new head, JS
+      // has finished reading every byte before it, so we may overwrite them.
+      head_cache_ = head_->load(std::memory_order_acquire);
+      if (size_ - (tail_local_ - head_cache_) < need) {
+        if (attempt > 0) return nullptr;
+        // Full.  Say so, then look once more: JS stores head and then loads
+        // stalled (both seq_cst), we store stalled and then load head, so at
+        // least one side sees the other and no wake-up is lost.
+        stalled_->store(1, std::memory_order_seq_cst);
+        stalled_set_ = true;
+        head_cache_ = head_->load(std::memory_order_seq_cst);
+        if (size_ - (tail_local_ - head_cache_) < need) return nullptr;
+        continue;
+      }
+    }
+    if (stalled_set_) {
+      // Room again: JS need not call resume() any more.
+      stalled_->store(0, std::memory_order_relaxed);
+      stalled_set_ = false;
+    }
+    uint8_t* p = data_ + pos;
+    if (rec > to_end) {
+      // The record would wrap: pad to the end and start at offset 0.
+      uint16_t pad = kRecPad;
+      uint32_t pad_len = to_end - kRecordHeaderBytes;
+      std::memcpy(p + kRecKind, &pad, 2);
+      std::memset(p + 2, 0, 2);
+      std::memcpy(p + kRecLength, &pad_len, 4);
+      tail_local_ += to_end;
+      p = data_;
+    }
+    uint16_t flags = 0;
+    std::memcpy(p + kRecKind, &kind, 2);
+    std::memcpy(p + 2, &flags, 2);
+    std::memcpy(p + kRecLength, &payload, 4);
+    std::memcpy(p + kRecToken, &token, 8);
+    tail_local_ += rec;
+    return p + kRecordHeaderBytes;
+  }
+}
+
+bool RingWriter::publish() {
+  if (tail_local_ == tail_published_) return false;
+  // Release: every record byte written above is visible to JS before the
+  // tail that covers it (JS loads tail with Atomics.load, seq_cst).
+  tail_->store(tail_local_, std::memory_order_seq_cst);
+  tail_published_ = tail_local_;
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// IoThread
+
+IoThread::IoThread(Engine* engine, uint32_t index)
+    : engine_(engine), index_(index), chunks_(new std::atomic<Conn*>[kMaxChunks]) {
+  for (uint32_t i = 0; i < kMaxChunks; ++i) chunks_[i].store(nullptr, std::memory_order_relaxed);
+  live_ = reinterpret_cast<std::atomic<uint32_t>*>(engine->block_->data +
+                                                   engine->live_table_offset(index));
+}
+
+IoThread::~IoThread() {
+  join();
+  // Tear the backend down first (it cancels and waits for whatever the
+  // kernel still holds), then free the memory those operations pointed at.
+  poller_.reset();
+  for (uint32_t i = 0; i < kMaxChunks; ++i) {
+    Conn* chunk = chunks_[i].load(std::memory_order_relaxed);
+    if (!chunk) continue;
+    for (uint32_t j = 0; j < kChunkSlots; ++j) {
+      reset_framer(&chunk[j]);
+      chunk[j].sending.reset();
+      chunk[j].queued.reset();
+    }
+    delete[] chunk;
+  }
+}
+
+void IoThread::sync_signal(bool ok, const std::string& err) {
+  std::lock_guard<std::mutex> lock(sync_mu_);
+  sync_ok_ = ok;
+  sync_err_ = err;
+  ++sync_seq_;
+  sync_cv_.notify_all();
+}
+
+bool IoThread::sync_wait(std::string* err) {
+  std::unique_lock<std::mutex> lock(sync_mu_);
+  sync_cv_.wait(lock, [this] { return sync_seq_ != sync_seen_; });
+  sync_seen_ = sync_seq_;
+  if (!sync_ok_) *err = sync_err_;
+  return sync_ok_;
+}
+
+bool IoThread::start(std::string* err) {
+  const EngineOptions& o = engine_->opts_;
+  uint8_t* base = engine_->block_->data + kControlBytes +
+                  size_t(index_) * (kRingHeaderBytes + o.ring_bytes);
+  ring_.init(base, base + kRingHeaderBytes, o.ring_bytes);
+  inline_max_ = ring_.inline_max();
+  if (inline_max_ > o.max_frame_bytes) inline_max_ = o.max_frame_bytes;
+  thread_ = std::thread([this] {
+    const EngineOptions& opts = engine_->opts_;
+    BackendConfig cfg;
+    cfg.thread_index = index_;
+    cfg.recv_buffer_bytes = opts.recv_buffer_bytes;
+    cfg.recv_buffer_count = opts.recv_buffer_count;
+    std::string e;
+    poller_ = create_poller(opts.backend, cfg, &e);
+    sync_signal(poller_ != nullptr, e);
+    if (poller_) run();
+  });
+  if (!sync_wait(err)) {
+    join();
+    return false;
+  }
+  return true;
+}
+
+bool IoThread::listen(sock_t s, std::string* err) {
+  uint8_t entry[kBatchHeaderBytes] = {};
+  double h = double(uint64_t(s));
+  uint32_t op = kOpListen;
+  std::memcpy(entry, &h, 8);
+  std::memcpy(entry + 12, &op, 4);
+  post(entry, sizeof entry);
+  return sync_wait(err);
+}
+
+void IoThread::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void IoThread::wake() {
+  if (poller_) poller_->wake();
+}
+
+void IoThread::post(const uint8_t* entries, size_t len) {
+  bool was_empty;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    was_empty = inbox_.empty();
+    inbox_.insert(inbox_.end(), entries, entries + len);
+  }
+  // A non-empty inbox already has a wake on its way.
+  if (was_empty) wake();
+}
+
+Conn* IoThread::conn_at(uint32_t slot) const {
+  Conn* chunk = chunks_[slot / kChunkSlots].load(std::memory_order_acquire);
+  return chunk ? &chunk[slot % kChunkSlots] : nullptr;
+}
+
+Conn* IoThread::find_live(uint32_t slot, uint32_t gen) const {
+  if (slot >= kMaxSlotsPerThread || gen == 0) return nullptr;
+  if (live_[slot].load(std::memory_order_acquire) != gen) return nullptr;
+  return conn_at(slot);
+}
+
+double IoThread::token_of(const Conn* c) const {
+  return double(token_encode(index_, c->slot, c->gen));
+}
+
+Conn* IoThread::alloc_conn() {
+  uint32_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    if (slots_used_ >= kMaxSlotsPerThread) return nullptr;
+    slot = slots_used_;
+    uint32_t ci = slot / kChunkSlots;
+    if (!chunks_[ci].load(std::memory_order_relaxed)) {
+      Conn* chunk = new (std::nothrow) Conn[kChunkSlots];
+      if (!chunk) return nullptr;
+      for (uint32_t i = 0; i < kChunkSlots; ++i) chunk[i].slot = ci * kChunkSlots + i;
+      chunks_[ci].store(chunk, std::memory_order_release);
+    }
+    ++slots_used_;
+  }
+  Conn* c = conn_at(slot);
+  c->state = ConnState::kOpen;
+  c->send_inflight = c->close_after_flush = c->above_high_water = c->recv_ended = false;
+  c->send_touched = false;
+  c->close_reason = 0;
+  c->held = 0;
+  c->recycle_when_unheld = false;
+  c->pending_bytes.store(0, std::memory_order_relaxed);
+  ++alive_;
+  return c;
+}
+
+void IoThread::run() {
+  static constexpr int kBatch = 256;
+  Completion comps[kBatch];
+  Engine* e = engine_;
+  while (true) {
+    if (e->stopped_) break;
+    int n = poller_->wait(comps, kBatch, -1);
+    for (int i = 0; i < n; ++i) dispatch(comps[i]);
+    for (Conn* c : send_touched_) {
+      c->send_touched = false;
+      if (c->state == ConnState::kOpen && !c->send_inflight && c->queued.len) start_send(c);
+    }
+    send_touched_.clear();
+    if (!held_.empty()) flush_held();
+    if (shutting_down_ && alive_ == 0 && held_.empty() && !stopped_emitted_) {
+      emit(kRecStopped, nullptr, 0, nullptr, 0);
+      stopped_emitted_ = held_.empty();
+    }
+    if (ring_.publish()) e->notify_js();
+    if (stopped_emitted_) break;
+  }
+  hard_cleanup();
+}
+
+void IoThread::dispatch(Completion& c) {
+  switch (c.kind) {
+    case CompKind::kWake:
+      drain_inbox();
+      break;
+    case CompKind::kAccepted: {
+      if (shutting_down_) {
+        net_close(c.sock);
+        break;
+      }
+      uint32_t n = uint32_t(engine_->threads_.size());
+      uint32_t target = accept_rr_++ % n;
+      if (target == index_) {
+        adopt(c.sock);
+      } else {
+        uint8_t entry[kBatchHeaderBytes] = {};
+        double h = double(uint64_t(c.sock));
+        uint32_t zero = 0, op = kOpAdopt;
+        std::memcpy(entry, &h, 8);
+        std::memcpy(entry + 8, &zero, 4);
+        std::memcpy(entry + 12, &op, 4);
+        engine_->threads_[target]->post(entry, sizeof entry);
+      }
+      break;
+    }
+    case CompKind::kAcceptError:
+      break;
+    case CompKind::kReceived:
+      on_received(c);
+      break;
+    case CompKind::kRecvEnd: {
+      Conn* conn = c.conn;
+      conn->recv_ended = true;
+      if (conn->state != ConnState::kOpen) break;
+      if (c.res == 0) {
+        // The peer finished sending: write what is already queued, then close.
+        request_close(conn, kClosePeer, 0, 0, true);
+      } else {
+        begin_close(conn, kCloseError, -c.res, 0);
+      }
+      break;
+    }
+    case CompKind::kSent:
+      on_sent(c.conn, c.res);
+      break;
+    case CompKind::kClosed:
+      on_closed(c.conn);
+      break;
+  }
+}
+
+void IoThread::drain_inbox() {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    inbox_work_.swap(inbox_);
+  }
+  const uint8_t* p = inbox_work_.data();
+  const uint8_t* end = p + inbox_work_.size();
+  while (p + kBatchHeaderBytes <= end) {
+    double tok = read_f64(p);
+    uint32_t len, op;
+    std::memcpy(&len, p + 8, 4);
+    std::memcpy(&op, p + 12, 4);
+    const uint8_t* body = p + kBatchHeaderBytes;
+    p = body + align_up(len, kBatchAlign);
+    if (op == kOpAdopt) {
+      adopt(sock_t(uint64_t(tok)));
+      continue;
+    }
+    if (op == kOpListen) {
+      std::string err;
+      bool ok = poller_->listen(sock_t(uint64_t(tok)), &err);
+      listening_ = ok;
+      sync_signal(ok, err);
+      continue;
+    }
+    if (op == kOpStopListen) {
+      if (listening_) {
+        poller_->stop_listen();
+        listening_ = false;
+      }
+      continue;
+    }
+    if (op == kOpShutdown) {
+      shutdown_all();
+      continue;
+    }
+    TokenParts t = token_decode(token_from_double(tok));
+    if (t.slot >= slots_used_) continue;
+    Conn* c = conn_at(t.slot);
+    // The generation check makes stale tokens harmless: the slot may already
+    // serve a newer connection.
+    if (!c || c->gen != t.gen || c->state != ConnState::kOpen) continue;
+    switch (op) {
+      case kOpSend:
+        if (c->close_after_flush) break;  // sends after a flushed close are not taken
+        if (!c->queued.append(body, len)) {
+          begin_close(c, kCloseOutOfMemory, 0, len);
+          break;
+        }
+        if (!c->above_high_water &&
+            c->pending_bytes.load(std::memory_order_relaxed) > engine_->opts_.send_high_water) {
+          c->above_high_water = true;
+        }
+        if (!c->send_touched) {
+          c->send_touched = true;
+          send_touched_.push_back(c);
+        }
+        break;
+      case kOpClose:
+        begin_close(c, kCloseLocal, 0, 0);
+        break;
+      case kOpCloseFlushed:
+        request_close(c, kCloseLocalFlushed, 0, 0, true);
+        break;
+      case kOpPauseRecv:
+        poller_->pause_recv(c);
+        break;
+      case kOpResumeRecv:
+        poller_->resume_recv(c);
+        break;
+      default:
+        break;
+    }
+  }
+  inbox_work_.clear();
+  if (inbox_work_.capacity() > (1u << 20)) inbox_work_.shrink_to_fit();
+}
+
+void IoThread::adopt(sock_t s) {
+  if (shutting_down_) {
+    net_close(s);
+    return;
+  }
+  Conn* c = alloc_conn();
+  if (!c) {
+    net_close(s);
+    return;
+  }
+  c->sock = s;
+  net_set_nodelay(s);
+  uint8_t payload[kOpenPayloadMax];
+  char addr[64] = {0};
+  int port = 0, family = 0;
+  net_peer(s, addr, sizeof addr, &port, &family);
+  size_t alen = std::strlen(addr);
+  uint16_t p16 = uint16_t(port);
+  std::memcpy(payload, &p16, 2);
+  payload[2] = uint8_t(family);
+  payload[3] = uint8_t(alen);
+  std::memcpy(payload + 4, addr, alen);
+  set_live(c, c->gen);
+  emit(kRecOpen, c, token_of(c), payload, uint32_t(4 + alen));
+  std::string err;
+  if (!poller_->start_recv(c, &err)) begin_close(c, kCloseError, 0, 0);
+}
+
+void IoThread::emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len) {
+  if (held_.empty()) {
+    uint8_t* p = ring_.reserve(kind, token, len);
+    if (p) {
+      if (len) std::memcpy(p, payload, len);
+      return;
+    }
+  }
+  // The ring is full (or older records wait): keep this one, in order.
+  Deferred d;
+  d.is_recv = false;
+  d.kind = kind;
+  d.len = len;
+  d.token = token;
+  d.conn = c;
+  if (len) std::memcpy(d.payload, payload, len);
+  if (c) ++c->held;
+  held_.push_back(d);
+}
+
+void IoThread::on_received(Completion& comp) {
+  Conn* c = comp.conn;
+  // Bytes that arrive after the close was decided are not delivered.
+  if (c->state != ConnState::kOpen || c->close_after_flush) {
+    poller_->release(comp.buf);
+    return;
+  }
+  uint32_t used = 0;
+  // Older deferred records go first; this buffer waits behind them.
+  bool done = held_.empty() && feed(c, comp.data, uint32_t(comp.res), &used);
+  if (done) {
+    poller_->release(comp.buf);
+    return;
+  }
+  // Keep the buffer lent: the backend stops receiving when it runs out, and
+  // that is how a full ring turns into TCP backpressure.
+  Deferred d;
+  d.is_recv = true;
+  d.kind = 0;
+  d.len = 0;
+  d.token = 0;
+  d.conn = c;
+  d.comp = comp;
+  d.comp.used = used;
+  ++c->held;
+  held_.push_back(d);
+}
+
+bool IoThread::emit_frame(Conn* c, const uint8_t* p, uint32_t n) {
+  uint8_t* dst = ring_.reserve(kRecFrame, token_of(c), n);
+  if (!dst) return false;
+  std::memcpy(dst, p, n);
+  return true;
+}
+
+void IoThread::reset_framer(Conn* c) {
+  std::free(c->part);
+  c->part = nullptr;
+  c->part_cap = 0;
+  c->hdr_have = 0;
+  c->frame_len = 0;
+  c->frame_have = 0;
+}
+
+// A frame whose payload is complete in c->part: hand it on.  Straight to
+// the ring or not at all, so frames of one connection never overtake each
+// other; false means "full, try again later" and keeps the frame.
+bool IoThread::finish_frame(Conn* c) {
+  if (c->frame_len <= inline_max_) {
+    if (!emit_frame(c, c->part, c->frame_len)) return false;
+    reset_framer(c);
+    return true;
+  }
+  uint8_t* rec = ring_.reserve(kRecFrameLarge, token_of(c), kLargePayloadBytes);
+  if (!rec) return false;
+  uint32_t len = c->frame_len;
+  uint64_t id = engine_->add_large(c->part, len);
+  c->part = nullptr;
+  reset_framer(c);
+  double did = double(id);
+  uint32_t zero = 0;
+  std::memcpy(rec, &did, 8);
+  std::memcpy(rec + 8, &len, 4);
+  std::memcpy(rec + 12, &zero, 4);
+  return true;
+}
+
+// Turn bytes into frames.  Returns true when all n bytes were consumed,
+// false when the ring filled up (*used tells how far it got; the framer
+// state is consistent and the rest is fed again later).
+bool IoThread::feed(Conn* c, const uint8_t* data, uint32_t n, uint32_t* used) {
+  uint32_t u = *used;
+  const uint32_t max = engine_->opts_.max_frame_bytes;
+  while (true) {
+    if (c->state == ConnState::kClosing && c->close_reason == kCloseFrameTooLarge) {
+      u = n;  // the stream is broken from here on (later buffers of this connection)
+      break;
+    }
+    if (c->hdr_have == 4 && c->frame_have == c->frame_len) {
+      // A complete frame waits (possibly from an earlier, stalled attempt).
+      if (!finish_frame(c)) {
+        *used = u;
+        return false;
+      }
+      continue;
+    }
+    if (u >= n) break;
+    if (c->hdr_have == 0 && n - u >= 4) {
+      uint32_t len = load_le32(data + u);
+      if (len > max) {
+        // The stream cannot be trusted past this point, whatever state the
+        // connection is already in: drop the rest of the buffer.
+        begin_close(c, kCloseFrameTooLarge, 0, len);
+        u = n;
+        break;
+      }
+      if (len <= inline_max_ && n - u - 4 >= len) {
+        // The common case: a whole frame in this buffer, straight to the ring.
+        if (!emit_frame(c, data + u + 4, len)) {
+          *used = u;
+          return false;
+        }
+        u += 4 + len;
+        continue;
+      }
+      std::memcpy(c->hdr, data + u, 4);
+      c->hdr_have = 4;
+      u += 4;
+      c->frame_len = len;
+      c->frame_have = 0;
+      // Grow the payload buffer as bytes arrive (a peer that only announces
+      // a large frame costs nothing until it sends it).
+      c->part = nullptr;
+      if (len) {
+        uint32_t first = len < (64u << 10) ? len : (64u << 10);
+        c->part = static_cast<uint8_t*>(std::malloc(first));
+        if (!c->part) {
+          begin_close(c, kCloseOutOfMemory, 0, len);
+          u = n;
+          break;
+        }
+        c->part_cap = first;
+      }
+      continue;
+    }
+    if (c->hdr_have < 4) {
+      while (c->hdr_have < 4 && u < n) c->hdr[c->hdr_have++] = data[u++];
+      if (c->hdr_have == 4) {
+        uint32_t len = load_le32(c->hdr);
+        if (len > max) {
+          begin_close(c, kCloseFrameTooLarge, 0, len);
+          c->hdr_have = 0;
+          u = n;
+          break;
+        }
+        c->frame_len = len;
+        c->frame_have = 0;
+        if (len) {
+          uint32_t first = len < (64u << 10) ? len : (64u << 10);
+          c->part = static_cast<uint8_t*>(std::malloc(first));
+          if (!c->part) {
+            begin_close(c, kCloseOutOfMemory, 0, len);
+            u = n;
+            break;
+          }
+          c->part_cap = first;
+        }
+      }
+      continue;
+    }
+    // Collecting a payload.
+    uint32_t take = c->frame_len - c->frame_have;
+    if (take > n - u) take = n - u;
+    uint32_t need = c->frame_have + take;
+    if (need > c->part_cap) {
+      uint64_t cap = uint64_t(c->part_cap) * 2;
+      while (cap < need) cap *= 2;
+      if (cap > c->frame_len) cap = c->frame_len;
+      void* q = std::realloc(c->part, size_t(cap));
+      if (!q) {
+        begin_close(c, kCloseOutOfMemory, 0, c->frame_len);
+        u = n;
+        break;
+      }
+      c->part = static_cast<uint8_t*>(q);
+      c->part_cap = uint32_t(cap);
+    }
+    std::memcpy(c->part + c->frame_have, data + u, take);
+    c->frame_have += take;
+    u += take;
+  }
+  *used = u;
+  return true;
+}
+
+void IoThread::flush_held() {
+  while (!held_.empty()) {
+    Deferred& d = held_.front();
+    if (d.is_recv) {
+      uint32_t used = d.comp.used;
+      // Feed with the held queue treated as empty for this entry: it is the
+      // oldest record there is.
+      Deferred keep = d;
+      held_.pop_front();
+      bool done = feed(keep.conn, keep.comp.data, uint32_t(keep.comp.res), &used);
+      if (!done) {
+        keep.comp.used = used;
+        held_.push_front(keep);
+        return;
+      }
+      poller_->release(keep.comp.buf);
+      Conn* c = keep.conn;
+      if (--c->held == 0 && c->recycle_when_unheld) recycle(c);
+      continue;
+    }
+    uint8_t* p = ring_.reserve(d.kind, d.token, d.len);
+    if (!p) return;
+    if (d.len) std::memcpy(p, d.payload, d.len);
+    Conn* c = d.conn;
+    held_.pop_front();
+    if (c && --c->held == 0 && c->recycle_when_unheld) recycle(c);
+  }
+}
+
+void IoThread::request_close(Conn* c, uint32_t reason, int err, uint32_t detail, bool flush) {
+  if (c->state != ConnState::kOpen) return;
+  if (flush && (c->send_inflight || c->queued.len)) {
+    // New sends are no longer taken; close when the last byte is written.
+    if (!c->close_after_flush) {
+      c->close_after_flush = true;
+      c->close_reason = uint8_t(reason);
+      set_live(c, 0);
+    }
+    return;
+  }
+  begin_close(c, reason, err, detail);
+}
+
+void IoThread::begin_close(Conn* c, uint32_t reason, int err, uint32_t detail) {
+  if (c->state != ConnState::kOpen) return;
+  c->state = ConnState::kClosing;
+  c->close_reason = uint8_t(reason);
+  set_live(c, 0);
+  uint8_t payload[kClosePayloadBytes];
+  int32_t e = err;
+  std::memcpy(payload, &reason, 4);
+  std::memcpy(payload + 4, &e, 4);
+  std::memcpy(payload + 8, &detail, 4);
+  emit(kRecClose, c, token_of(c), payload, kClosePayloadBytes);
+  c->queued.reset();
+  poller_->close(c);
+}
+
+void IoThread::start_send(Conn* c) {
+  c->sending.swap(c->queued);
+  c->send_off = 0;
+  c->send_inflight = true;
+  const EngineOptions& o = engine_->opts_;
+  if (c->pending_bytes.load(std::memory_order_relaxed) > o.send_high_water) c->above_high_water = true;
+  poller_->send(c);
+}
+
+void IoThread::on_sent(Conn* c, int32_t res) {
+  c->send_inflight = false;
+  uint32_t sent = c->sending.len;
+  c->sending.reset();
+  if (c->state != ConnState::kOpen) return;
+  if (res < 0) {
+    begin_close(c, kCloseError, -res, 0);
+    return;
+  }
+  uint64_t left = c->pending_bytes.fetch_sub(sent, std::memory_order_relaxed) - sent;
+  if (c->queued.len) {
+    start_send(c);
+  } else if (c->close_after_flush) {
+    begin_close(c, c->close_reason, 0, 0);
+    return;
+  }
+  if (c->above_high_water && left <= engine_->opts_.send_low_water) {
+    c->above_high_water = false;
+    emit(kRecDrain, c, token_of(c), nullptr, 0);
+  }
+}
+
+void IoThread::on_closed(Conn* c) {
+  if (c->held) {
+    c->recycle_when_unheld = true;
+    return;
+  }
+  recycle(c);
+}
+
+void IoThread::recycle(Conn* c) {
+  reset_framer(c);
+  c->sending.reset();
+  c->queued.reset();
+  c->sock = kBadSock;
+  c->state = ConnState::kFree;
+  c->gen = gen_next(c->gen);
+  c->recycle_when_unheld = false;
+  c->be_ptr = nullptr;
+  c->be_next = nullptr;
+  c->be_flags = 0;
+  c->be_aux = 0;
+  free_slots_.push_back(c->slot);
+  --alive_;
+}
+
+void IoThread::shutdown_all() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  if (listening_) {
+    poller_->stop_listen();
+    listening_ = false;
+  }
+  for (uint32_t s = 0; s < slots_used_; ++s) {
+    Conn* c = conn_at(s);
+    if (c && c->state == ConnState::kOpen) begin_close(c, kCloseServerClosing, 0, 0);
+  }
+}
+
+void IoThread::hard_cleanup() {
+  // Give lent buffers back and forget deferred records: JS will not read them.
+  for (Deferred& d : held_) {
+    if (d.is_recv) poller_->release(d.comp.buf);
+  }
+  held_.clear();
+  if (listening_) {
+    poller_->stop_listen();
+    listening_ = false;
+  }
+  for (uint32_t s = 0; s < slots_used_; ++s) {
+    Conn* c = conn_at(s);
+    if (c && c->state == ConnState::kOpen) {
+      c->state = ConnState::kClosing;
+      set_live(c, 0);
+      poller_->close(c);
+    }
+  }
+  // Let the backend finish those closes (io_uring and IOCP report them
+  // asynchronously), for a bounded time: a stop must never hang.
+  Completion comps[64];
+  for (int round = 0; alive_ > 0 && round < 100; ++round) {
+    int n = poller_->wait(comps, 64, 10);
+    for (int i = 0; i < n; ++i) {
+      Completion& c = comps[i];
+      if (c.kind == CompKind::kReceived) poller_->release(c.buf);
+      if (c.kind == CompKind::kAccepted) net_close(c.sock);
+      if (c.kind == CompKind::kSent) c.conn->send_inflight = false;
+      if (c.kind == CompKind::kClosed) recycle(c.conn);
+    }
+  }
+  // The poller itself stays until the destructor: other threads may still
+  // call wake() on it, and the kernel may still own buffers of ours until it
+  // is torn down.
+}
+
+// ---------------------------------------------------------------------------
+// Engine
+
+Engine::Engine(const EngineOptions& opts, WakeFn wake, void* wake_arg)
+    : opts_(opts), wake_(wake), wake_arg_(wake_arg) {}
+
+Engine::~Engine() {
+  stop();
+  std::lock_guard<std::mutex> lock(large_mu_);
+  for (auto& kv : large_) std::free(kv.second.first);
+  large_.clear();
+}
+
+bool Engine::start(std::string* err) {
+  if (!net_init(err)) return false;
+  const size_t n = opts_.io_threads;
+  const size_t total = live_table_offset(uint32_t(n));
+  block_ = std::make_shared<SharedBlock>(total);
+  if (!block_->data) {
+    *err = "out of memory allocating the completion rings";
+    return false;
+  }
+  uint32_t* ctl = reinterpret_cast<uint32_t*>(block_->data);
+  ctl[kCtlVersion / 4] = kLayoutVersion;
+  ctl[kCtlRingCount / 4] = uint32_t(n);
+  ctl[kCtlRingBytes / 4] = opts_.ring_bytes;
+  wake_pending_ = atomic_at(block_->data, kCtlWakePending);
+  staging_.resize(n);
+  for (size_t i = 0; i < n; ++i) threads_.emplace_back(new IoThread(this, uint32_t(i)));
+  for (size_t i = 0; i < n; ++i) {
+    if (!threads_[i]->start(err)) {
+      stop();
+      return false;
+    }
+  }
+  started_ = true;
+  return true;
+}
+
+size_t Engine::live_table_offset(uint32_t i) const {
+  return kControlBytes + size_t(opts_.io_threads) * (size_t(kRingHeaderBytes) + opts_.ring_bytes) +
+         size_t(i) * kMaxSlotsPerThread * sizeof(uint32_t);
+}
+
+bool Engine::listen(const std::string& host, int port, bool ipv6_only, ListenResult* out,
+                    std::string* err) {
+  if (!started_ || stopped_) {
+    *err = "the server is closed";
+    return false;
+  }
+  if (listener_ != kBadSock) {
+    *err = "this server is already listening";
+    return false;
+  }
+  if (!net_listen(host, port, opts_.backlog, ipv6_only, out, err)) return false;
+  // Thread 0 accepts; a poller is only ever touched by its own thread, so
+  // the listener is handed over through the inbox and we wait for the answer.
+  std::string e2;
+  if (!threads_[0]->listen(out->sock, &e2)) {
+    net_close(out->sock);
+    *err = "listen: " + e2;
+    return false;
+  }
+  listener_ = out->sock;
+  return true;
+}
+
+void Engine::notify_js() {
+  // One wake-up per batch: only the I/O thread that flips wake_pending from 0
+  // to 1 asks for a JS call; JS clears it (seq_cst) before it loads the tails.
+  if (wake_pending_->exchange(1, std::memory_order_seq_cst) == 0) wake_(wake_arg_);
+}
+
+Conn* Engine::find_live(uint64_t token) const {
+  TokenParts t = token_decode(token);
+  if (t.thread >= threads_.size()) return nullptr;
+  return threads_[t.thread]->find_live(t.slot, t.gen);
+}
+
+bool Engine::is_live(uint64_t token) const { return find_live(token) != nullptr; }
+
+int64_t Engine::pending_bytes(uint64_t token) const {
+  Conn* c = find_live(token);
+  return c ? int64_t(c->pending_bytes.load(std::memory_order_relaxed)) : -1;
+}
+
+long Engine::submit(const uint8_t* batch, size_t len, std::string* err) {
+  if (!started_ || stopped_) {
+    *err = "the server is closed";
+    return -1;
+  }
+  // Validate the whole batch before anything is handed on.
+  for (size_t off = 0; off < len;) {
+    if (len - off < kBatchHeaderBytes) {
+      *err = "send batch: truncated entry header at offset " + std::to_string(off);
+      return -1;
+    }
+    uint32_t n, op;
+    std::memcpy(&n, batch + off + 8, 4);
+    std::memcpy(&op, batch + off + 12, 4);
+    if (op != kOpSend && op != kOpClose && op != kOpCloseFlushed && op != kOpPauseRecv &&
+        op != kOpResumeRecv) {
+      *err = "send batch: unknown op " + std::to_string(op) + " at offset " + std::to_string(off);
+      return -1;
+    }
+    size_t step = kBatchHeaderBytes + size_t(align_up(n, kBatchAlign));
+    if (n > 0xfffffff0u || step > len - off) {
+      *err = "send batch: entry length " + std::to_string(n) + " runs past the end";
+      return -1;
+    }
+    off += step;
+  }
+  long live = 0;
+  const bool one_thread = threads_.size() == 1;
+  for (size_t off = 0; off < len;) {
+    uint32_t n;
+    uint32_t op;
+    std::memcpy(&n, batch + off + 8, 4);
+    std::memcpy(&op, batch + off + 12, 4);
+    size_t step = kBatchHeaderBytes + size_t(align_up(n, kBatchAlign));
+    uint64_t tok = token_from_double(read_f64(batch + off));
+    TokenParts t = token_decode(tok);
+    Conn* c = t.thread < threads_.size() ? threads_[t.thread]->find_live(t.slot, t.gen) : nullptr;
+    if (c) {
+      ++live;
+      if (op == kOpSend) c->pending_bytes.fetch_add(n, std::memory_order_relaxed);
+      if (!one_thread) {
+        std::vector<uint8_t>& st = staging_[t.thread];
+        st.insert(st.end(), batch + off, batch + off + step);
+      }
+    }
+    off += step;
+  }
+  if (one_thread) {
+    // One I/O thread: hand the batch over as it is (the thread skips
+    // entries whose token went stale, exactly as it would anyway).
+    if (live) threads_[0]->post(batch, len);
+    return live;
+  }
+  for (size_t i = 0; i < threads_.size(); ++i) {
+    if (staging_[i].empty()) continue;
+    threads_[i]->post(staging_[i].data(), staging_[i].size());
+    staging_[i].clear();
+    if (staging_[i].capacity() > (1u << 20)) staging_[i].shrink_to_fit();
+  }
+  return live;
+}
+
+void Engine::resume(uint32_t ring) {
+  if (ring < threads_.size()) threads_[ring]->wake();
+}
+
+uint64_t Engine::add_large(uint8_t* data, uint32_t len) {
+  std::lock_guard<std::mutex> lock(large_mu_);
+  uint64_t id = large_next_++;
+  large_[id] = {data, len};
+  return id;
+}
+
+bool Engine::take_large(uint64_t id, uint8_t** data, uint32_t* len) {
+  std::lock_guard<std::mutex> lock(large_mu_);
+  auto it = large_.find(id);
+  if (it == large_.end()) return false;
+  *data = it->second.first;
+  *len = it->second.second;
+  large_.erase(it);
+  return true;
+}
+
+void Engine::shutdown() {
+  if (!started_ || stopped_ || shutdown_sent_) return;
+  shutdown_sent_ = true;
+  uint8_t entry[kBatchHeaderBytes] = {};
+  uint32_t op = kOpShutdown;
+  std::memcpy(entry + 12, &op, 4);
+  for (auto& t : threads_) t->post(entry, sizeof entry);
+}
+
+void Engine::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& t : threads_) t->wake();
+  for (auto& t : threads_) t->join();
+  if (listener_ != kBadSock) {
+    net_close(listener_);
+    listener_ = kBadSock;
+  }
+}
+
+}  // namespace ww

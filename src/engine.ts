@@ -1,0 +1,460 @@
+// engine.ts - the raw engine: whole frames in, frames out, one JS call per
+// batch of completions.
+//
+// The I/O threads write records into one ring each (native/src/layout.h
+// draws the layout); this file is the consumer.  On a wake-up it clears the
+// wake flag, reads each ring's tail, handles every record up to it, and
+// publishes the new head - one native-to-JS call for the whole batch.
+// Sends go the other way in one buffer of entries per batch (SendBatch),
+// handed to native once per drain, or once per microtask outside a drain.
+import { constants as osConstants } from 'node:os';
+import { chooseBackend } from './backends.js';
+import { checkLayout, LAYOUT, tokenGen, tokenSlot, tokenThread } from './layout.js';
+import { loadAddon, type NativeEngineHandle } from './native.js';
+import { resolveEngineOptions, type BackendName, type EngineOptions, type ResolvedEngineOptions } from './options.js';
+
+export interface PeerAddress {
+  address: string;
+  port: number;
+  family: 4 | 6;
+}
+
+export type CloseReason =
+  | 'peer'
+  | 'error'
+  | 'local'
+  | 'local-flushed'
+  | 'frame-too-large'
+  | 'server-closing'
+  | 'out-of-memory';
+
+export interface CloseInfo {
+  reason: CloseReason;
+  /** The socket error number for reason 'error' (0 otherwise). */
+  errno: number;
+  /** The error's name, e.g. 'ECONNRESET', for reason 'error'. */
+  code: string;
+  /** For 'frame-too-large': the announced length. */
+  detail: number;
+  message: string;
+}
+
+/**
+ * Callbacks of a raw server.  All run on the thread that created the server,
+ * in order per connection: open, then frames, then exactly one close.
+ */
+export interface RawHandlers {
+  open?(conn: number, peer: PeerAddress): void;
+  /**
+   * A whole frame.  `data` is a view into the ring and is valid only until
+   * this call returns: copy it (Buffer.from(data)) to keep it.  Frames too
+   * big for the ring arrive as Buffers of their own.
+   */
+  frame?(conn: number, data: Buffer): void;
+  close?(conn: number, info: CloseInfo): void;
+  /** Pending send bytes fell to sendLowWaterBytes after passing sendHighWaterBytes. */
+  drain?(conn: number): void;
+  /** After each batch of records (sends made so far are flushed right after). */
+  batchEnd?(): void;
+}
+
+const CLOSE_REASONS: Record<number, CloseReason> = {
+  [LAYOUT.closePeer]: 'peer',
+  [LAYOUT.closeError]: 'error',
+  [LAYOUT.closeLocal]: 'local',
+  [LAYOUT.closeLocalFlushed]: 'local-flushed',
+  [LAYOUT.closeFrameTooLarge]: 'frame-too-large',
+  [LAYOUT.closeServerClosing]: 'server-closing',
+  [LAYOUT.closeOutOfMemory]: 'out-of-memory',
+};
+
+const ERRNO_NAMES = new Map<number, string>(
+  Object.entries(osConstants.errno).map(([k, v]) => [v as number, k]),
+);
+
+function closeInfo(code: number, errno: number, detail: number, maxFrame: number): CloseInfo {
+  const reason = CLOSE_REASONS[code] ?? 'error';
+  const name = errno ? (ERRNO_NAMES.get(errno) ?? `errno ${errno}`) : '';
+  let message: string;
+  switch (reason) {
+    case 'peer': message = 'the peer closed the connection'; break;
+    case 'error': message = `socket error ${name}`; break;
+    case 'local': message = 'closed by the server'; break;
+    case 'local-flushed': message = 'closed by the server after its sends were written'; break;
+    case 'frame-too-large': message = `frame length ${detail} exceeds maxFrameBytes (${maxFrame})`; break;
+    case 'server-closing': message = 'the server is closing'; break;
+    case 'out-of-memory': message = `out of memory buffering ${detail} bytes`; break;
+  }
+  return { reason, errno, code: name, detail, message };
+}
+
+let layoutChecked = false;
+
+/** Outbound entries for native, in the send-batch format of layout.h. */
+class SendBatch {
+  buf = Buffer.allocUnsafe(64 * 1024);
+  f64 = new Float64Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >> 3);
+  u32 = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >> 2);
+  len = 0;
+
+  private grow(need: number): void {
+    let cap = this.buf.length * 2;
+    while (cap < need) cap *= 2;
+    const next = Buffer.allocUnsafe(cap);
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+    this.f64 = new Float64Array(next.buffer, next.byteOffset, next.length >> 3);
+    this.u32 = new Uint32Array(next.buffer, next.byteOffset, next.length >> 2);
+  }
+
+  /** Append an entry; returns the offset where its n bytes go. */
+  entry(token: number, op: number, n: number): number {
+    const at = this.len;
+    const step = LAYOUT.batchHeaderBytes + ((n + 7) & ~7);
+    if (at + step > this.buf.length) this.grow(at + step);
+    this.f64[at >> 3] = token;
+    this.u32[(at + 8) >> 2] = n;
+    this.u32[(at + 12) >> 2] = op;
+    this.len = at + step;
+    return at + LAYOUT.batchHeaderBytes;
+  }
+
+  reset(): void {
+    this.len = 0;
+    if (this.buf.length > 4 * 1024 * 1024) {
+      this.buf = Buffer.allocUnsafe(64 * 1024);
+      this.f64 = new Float64Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >> 3);
+      this.u32 = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >> 2);
+    }
+  }
+}
+
+interface RingView {
+  data: number; // byte offset of the data area
+  headIdx: number; // u32 index of head
+  tailIdx: number;
+  stalledIdx: number;
+}
+
+/** A listening raw server.  Create with {@link listenRaw}. */
+export class RawServer {
+  /** The backend in use: 'io_uring', 'epoll' or 'iocp'. */
+  readonly backend: BackendName;
+  readonly port: number;
+  readonly address: string;
+  readonly family: 4 | 6;
+  readonly options: Readonly<ResolvedEngineOptions>;
+
+  #native: NativeEngineHandle;
+  #h: RawHandlers;
+  #block: ArrayBuffer;
+  #buf: Buffer;
+  #u8: Uint8Array;
+  #u16: Uint16Array;
+  #u32: Uint32Array;
+  #i32: Int32Array;
+  #f64: Float64Array;
+  #rings: RingView[] = [];
+  #live: Uint32Array[] = [];
+  #mask: number;
+  #batch = new SendBatch();
+  #draining = false;
+  #flushQueued = false;
+  #stopped = 0;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #resolveClose: (() => void) | undefined;
+
+  constructor(options: EngineOptions, handlers: RawHandlers) {
+    const o = resolveEngineOptions(options);
+    const addon = loadAddon();
+    if (!layoutChecked) {
+      checkLayout(addon.layout);
+      layoutChecked = true;
+    }
+    this.backend = chooseBackend(o.backend);
+    this.options = Object.freeze({ ...o, backend: this.backend });
+    this.#h = handlers;
+    this.#native = new addon.NativeEngine(
+      {
+        backend: this.backend,
+        ioThreads: o.ioThreads,
+        ringBytes: o.ringBytes,
+        maxFrameBytes: o.maxFrameBytes,
+        sendHighWaterBytes: o.sendHighWaterBytes,
+        sendLowWaterBytes: o.sendLowWaterBytes,
+        recvBufferBytes: o.recvBufferBytes,
+        recvBufferCount: o.recvBufferCount,
+        backlog: o.backlog,
+      },
+      this.#onWake,
+    );
+    this.#block = this.#native.block();
+    this.#buf = Buffer.from(this.#block);
+    this.#u8 = new Uint8Array(this.#block);
+    this.#u16 = new Uint16Array(this.#block);
+    this.#u32 = new Uint32Array(this.#block);
+    this.#i32 = new Int32Array(this.#block);
+    this.#f64 = new Float64Array(this.#block, 0, this.#block.byteLength >> 3);
+    this.#mask = o.ringBytes - 1;
+    for (let i = 0; i < o.ioThreads; i++) {
+      const hdr = LAYOUT.controlBytes + i * (LAYOUT.ringHeaderBytes + o.ringBytes);
+      this.#rings.push({
+        data: hdr + LAYOUT.ringHeaderBytes,
+        headIdx: (hdr + LAYOUT.ringHead) >> 2,
+        tailIdx: (hdr + LAYOUT.ringTail) >> 2,
+        stalledIdx: (hdr + LAYOUT.ringStalled) >> 2,
+      });
+      this.#live.push(new Uint32Array(this.#block, this.#native.liveTableOffset(i), LAYOUT.maxSlotsPerThread));
+    }
+    try {
+      const r = this.#native.listen(o.host, o.port, o.ipv6Only);
+      this.port = r.port;
+      this.address = r.address;
+      this.family = r.family === 6 ? 6 : 4;
+    } catch (err) {
+      this.#native.stop();
+      this.#closed = true;
+      throw err;
+    }
+  }
+
+  /** True while the connection is open and takes sends. */
+  isOpen(conn: number): boolean {
+    const t = tokenThread(conn);
+    const live = this.#live[t];
+    return live !== undefined && Number.isInteger(conn) && conn >= 0 && live[tokenSlot(conn)] === tokenGen(conn) && tokenGen(conn) !== 0;
+  }
+
+  /**
+   * Queue one frame (the 4-byte length prefix is added).  Returns false, and
+   * does nothing, when the connection is not open.  Frames to one connection
+   * leave in the order they were sent.
+   */
+  send(conn: number, payload: Uint8Array): boolean {
+    if (this.#closed || !this.isOpen(conn)) return false;
+    const n = payload.length;
+    const b = this.#batch;
+    const at = b.entry(conn, LAYOUT.opSend, n + 4);
+    b.u32[at >> 2] = n; // entries are 8-aligned, so is their payload (little-endian hosts)
+    b.buf.set(payload, at + 4);
+    this.#queueFlush();
+    return true;
+  }
+
+  /** Queue bytes that are already framed (one or more whole frames). */
+  write(conn: number, framed: Uint8Array): boolean {
+    if (this.#closed || !this.isOpen(conn)) return false;
+    const at = this.#batch.entry(conn, LAYOUT.opSend, framed.length);
+    this.#batch.buf.set(framed, at);
+    this.#queueFlush();
+    return true;
+  }
+
+  /**
+   * Close one connection.  With flush (the default) it closes once every
+   * frame queued before this call is written; without, at once.  Returns
+   * false when the connection was not open.  Its close event follows.
+   */
+  closeConnection(conn: number, options: { flush?: boolean } = {}): boolean {
+    if (this.#closed || !this.isOpen(conn)) return false;
+    this.#batch.entry(conn, options.flush === false ? LAYOUT.opClose : LAYOUT.opCloseFlushed, 0);
+    // Hand the close (and every send before it) over now, then retire the
+    // token so later sends are refused at once.  The exchange only clears
+    // the slot if it still holds this connection's generation: the I/O
+    // thread may have closed and reused it meanwhile.
+    this.flush();
+    Atomics.compareExchange(this.#live[tokenThread(conn)]!, tokenSlot(conn), tokenGen(conn), 0);
+    return true;
+  }
+
+  /**
+   * Stop reading from the connection: its frames stop arriving and TCP
+   * pushes back on that peer alone.  Frames already received still arrive.
+   * Returns false when the connection is not open.
+   */
+  pauseReading(conn: number): boolean {
+    if (this.#closed || !this.isOpen(conn)) return false;
+    this.#batch.entry(conn, LAYOUT.opPauseRecv, 0);
+    this.#queueFlush();
+    return true;
+  }
+
+  /** Read from the connection again after {@link pauseReading}. */
+  resumeReading(conn: number): boolean {
+    if (this.#closed || !this.isOpen(conn)) return false;
+    this.#batch.entry(conn, LAYOUT.opResumeRecv, 0);
+    this.#queueFlush();
+    return true;
+  }
+
+  /** Bytes queued for the connection and not yet written; -1 if not open. */
+  pendingBytes(conn: number): number {
+    if (this.#closed) return -1;
+    this.flush();
+    return this.#native.pendingBytes(conn);
+  }
+
+  /** Hand queued sends to the I/O threads now. */
+  flush(): void {
+    const b = this.#batch;
+    if (b.len === 0 || this.#closed) return;
+    const len = b.len;
+    b.len = 0;
+    this.#native.submit(b.buf, len);
+    b.reset();
+  }
+
+  /**
+   * Stop accepting, close every connection (each gets its close event with
+   * reason 'server-closing'), wait for the I/O threads to finish, and free
+   * everything.
+   */
+  close(): Promise<void> {
+    if (!this.#closing) {
+      if (this.#closed) return Promise.resolve();
+      this.#closing = new Promise((resolve) => {
+        this.#resolveClose = resolve;
+      });
+      this.flush();
+      this.#native.shutdown();
+    }
+    return this.#closing;
+  }
+
+  /** Stop at once: no more events; threads are joined before this returns. */
+  destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#native.stop();
+    this.#resolveClose?.();
+  }
+
+  #queueFlush(): void {
+    if (this.#draining || this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.flush();
+    });
+  }
+
+  #onWake = (): void => {
+    if (this.#closed) return;
+    // wake_pending stays 1 while we drain, so I/O threads that publish
+    // meanwhile do not queue further calls: we look again before leaving.
+    // Leaving is always "store 0, then load every tail" (seq_cst); an I/O
+    // thread that publishes after our store sees 0 and wakes us (see
+    // Engine::notify_js), so no batch is ever stranded.
+    const wakeIdx = LAYOUT.ctlWakePending >> 2;
+    const u32 = this.#u32;
+    this.#draining = true;
+    try {
+      for (let round = 0; ; round++) {
+        let any = false;
+        for (let i = 0; i < this.#rings.length; i++) {
+          if (this.#drainRing(i)) any = true;
+        }
+        if (any) {
+          this.#h.batchEnd?.();
+          this.flush();
+        }
+        if (this.#closed) break;
+        if (!any || round >= 16) {
+          Atomics.store(u32, wakeIdx, 0);
+          if (!this.#anyPending()) break;
+          if (round >= 16) {
+            // Let timers and other I/O run; come back right after.
+            setImmediate(this.#onWake);
+            break;
+          }
+          Atomics.store(u32, wakeIdx, 1);
+        }
+      }
+    } finally {
+      this.#draining = false;
+      this.flush();
+      if (this.#stopped === this.#rings.length && !this.#closed) {
+        this.#closed = true;
+        this.#native.stop();
+        this.#resolveClose?.();
+      }
+    }
+  };
+
+  #anyPending(): boolean {
+    const u32 = this.#u32;
+    for (const r of this.#rings) {
+      if (Atomics.load(u32, r.tailIdx) !== u32[r.headIdx]) return true;
+    }
+    return false;
+  }
+
+  #drainRing(i: number): boolean {
+    const r = this.#rings[i]!;
+    const u32 = this.#u32;
+    let head = u32[r.headIdx]!;
+    const tail = Atomics.load(u32, r.tailIdx);
+    if (head === tail) return false;
+    const mask = this.#mask;
+    let count = 0;
+    try {
+      while (head !== tail) {
+        const off = r.data + (head & mask);
+        const kind = this.#u16[off >> 1]!;
+        const len = u32[(off + 4) >> 2]!;
+        // Advance first: a handler that throws must not see its record again.
+        head = (head + ((LAYOUT.recordHeaderBytes + len + 15) & ~15)) >>> 0;
+        if (kind !== LAYOUT.recPad) this.#record(kind, this.#f64[(off + 8) >> 3]!, off + 16, len);
+        if ((++count & 255) === 0) {
+          // Give the producer room while a long batch is handled.
+          Atomics.store(u32, r.headIdx, head);
+          if (Atomics.load(u32, r.stalledIdx) !== 0) this.#native.resume(i);
+        }
+      }
+    } finally {
+      Atomics.store(u32, r.headIdx, head);
+      if (Atomics.load(u32, r.stalledIdx) !== 0 && !this.#closed) this.#native.resume(i);
+    }
+    return true;
+  }
+
+  #record(kind: number, token: number, p: number, len: number): void {
+    const h = this.#h;
+    switch (kind) {
+      case LAYOUT.recFrame:
+        // Buffer.from(arrayBuffer, offset, length) makes the view directly
+        // (subarray would go through the species constructor).
+        h.frame?.(token, Buffer.from(this.#block, p, len));
+        return;
+      case LAYOUT.recOpen: {
+        const port = this.#u16[p >> 1]!;
+        const family = this.#u8[p + 2] === 6 ? 6 : 4;
+        const n = this.#u8[p + 3]!;
+        h.open?.(token, { address: this.#buf.toString('latin1', p + 4, p + 4 + n), port, family });
+        return;
+      }
+      case LAYOUT.recFrameLarge: {
+        const data = this.#native.takeLarge(this.#f64[p >> 3]!);
+        if (data) h.frame?.(token, data);
+        return;
+      }
+      case LAYOUT.recClose:
+        h.close?.(token, closeInfo(this.#u32[p >> 2]!, this.#i32[(p + 4) >> 2]!, this.#u32[(p + 8) >> 2]!, this.options.maxFrameBytes));
+        return;
+      case LAYOUT.recDrain:
+        h.drain?.(token);
+        return;
+      case LAYOUT.recStopped:
+        this.#stopped++;
+        return;
+      default:
+        throw new Error(`whirlwind: unknown ring record kind ${kind} (addon and TypeScript out of sync?)`);
+    }
+  }
+}
+
+/** Listen and start delivering events to `handlers`. Throws on bad options or a failed listen. */
+export function listenRaw(options: EngineOptions, handlers: RawHandlers): RawServer {
+  return new RawServer(options, handlers);
+}

@@ -1,0 +1,89 @@
+// layout.ts - the byte layouts shared with native code (native/src/layout.h
+// draws them).  These are the numbers the TypeScript side was written
+// against; checkLayout() compares them with what the addon exports and
+// refuses to run on a mismatch, so a stale build cannot silently corrupt data.
+import type { NativeLayout } from './native.js';
+
+export const LAYOUT = Object.freeze({
+  version: 2,
+  slotBits: 20,
+  threadBits: 6,
+  genBits: 27,
+  maxSlotsPerThread: 1 << 20,
+  maxIoThreads: 64,
+  controlBytes: 64,
+  ctlVersion: 0,
+  ctlRingCount: 4,
+  ctlRingBytes: 8,
+  ctlWakePending: 12,
+  ringHeaderBytes: 128,
+  ringTail: 0,
+  ringHead: 64,
+  ringStalled: 68,
+  minRingBytes: 4096,
+  maxRingBytes: 1 << 30,
+  recordHeaderBytes: 16,
+  recordAlign: 16,
+  recKind: 0,
+  recLength: 4,
+  recToken: 8,
+  recPad: 0,
+  recOpen: 1,
+  recFrame: 2,
+  recFrameLarge: 3,
+  recClose: 4,
+  recDrain: 5,
+  recStopped: 6,
+  batchHeaderBytes: 16,
+  batchAlign: 8,
+  opSend: 1,
+  opClose: 2,
+  opCloseFlushed: 3,
+  opPauseRecv: 4,
+  opResumeRecv: 5,
+  closePeer: 1,
+  closeError: 2,
+  closeLocal: 3,
+  closeLocalFlushed: 4,
+  closeFrameTooLarge: 5,
+  closeServerClosing: 6,
+  closeOutOfMemory: 7,
+});
+
+export type Layout = typeof LAYOUT;
+
+/** Differences between the TS layout and the addon's, as readable lines. */
+export function layoutMismatches(native: NativeLayout): string[] {
+  const out: string[] = [];
+  const keys = new Set([...Object.keys(LAYOUT), ...Object.keys(native)]);
+  for (const k of keys) {
+    const want = (LAYOUT as Record<string, number>)[k];
+    const got = native[k];
+    if (want !== got) out.push(`${k}: TypeScript ${want}, native ${got}`);
+  }
+  return out;
+}
+
+export function checkLayout(native: NativeLayout): void {
+  const bad = layoutMismatches(native);
+  if (bad.length) {
+    throw new Error(
+      `whirlwind: the native addon's layout does not match this TypeScript build (rebuild with "npm install"): ${bad.join('; ')}`,
+    );
+  }
+}
+
+const SLOT_SPAN = 2 ** LAYOUT.slotBits;
+const THREAD_SPAN = 2 ** LAYOUT.threadBits;
+const GEN_SHIFT = 2 ** (LAYOUT.slotBits + LAYOUT.threadBits);
+
+/** Decode a connection token (see layout.h for the bit layout). */
+export function tokenSlot(token: number): number {
+  return token % SLOT_SPAN;
+}
+export function tokenThread(token: number): number {
+  return Math.floor(token / SLOT_SPAN) % THREAD_SPAN;
+}
+export function tokenGen(token: number): number {
+  return Math.floor(token / GEN_SHIFT);
+}

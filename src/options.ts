@@ -1,0 +1,101 @@
+// options.ts - engine options: one frozen defaults object, one validator.
+// docs/api.md lists the same defaults; test/api-docs-defaults.test.ts checks.
+import { availableParallelism } from 'node:os';
+import { OptionError } from './errors.js';
+import { LAYOUT } from './layout.js';
+
+export type BackendName = 'epoll' | 'io_uring' | 'iocp';
+export const BACKENDS: readonly BackendName[] = Object.freeze(['io_uring', 'epoll', 'iocp'] as const);
+
+export interface EngineOptions {
+  /** Address to listen on (a numeric IPv4/IPv6 address or a host name). */
+  host?: string;
+  /** Port to listen on; 0 picks a free port (see `server.port`). */
+  port?: number;
+  /** For an IPv6 host, refuse IPv4-mapped connections. */
+  ipv6Only?: boolean;
+  /** `auto` or a backend name; `auto` honours WHIRLWIND_BACKEND, then picks the best available. */
+  backend?: 'auto' | BackendName;
+  /** Native I/O threads. */
+  ioThreads?: number;
+  /** Bytes of each I/O thread's ring into JS (a power of two). */
+  ringBytes?: number;
+  /** Largest frame payload accepted; a larger length closes that connection. */
+  maxFrameBytes?: number;
+  /** Pending send bytes above which a connection owes a `drain` event. */
+  sendHighWaterBytes?: number;
+  /** Pending send bytes at or below which the `drain` event fires. */
+  sendLowWaterBytes?: number;
+  /** Size of each receive buffer of an I/O thread. */
+  recvBufferBytes?: number;
+  /** Receive buffers per I/O thread. */
+  recvBufferCount?: number;
+  /** listen() backlog (the kernel caps it at net.core.somaxconn). */
+  backlog?: number;
+}
+
+export type ResolvedEngineOptions = Required<EngineOptions>;
+
+export const ENGINE_DEFAULTS: Readonly<ResolvedEngineOptions> = Object.freeze({
+  host: '127.0.0.1',
+  port: 0,
+  ipv6Only: false,
+  backend: 'auto',
+  ioThreads: defaultIoThreads(),
+  ringBytes: 4 * 1024 * 1024,
+  maxFrameBytes: 16 * 1024 * 1024,
+  sendHighWaterBytes: 1024 * 1024,
+  sendLowWaterBytes: 64 * 1024,
+  recvBufferBytes: 64 * 1024,
+  recvBufferCount: 32,
+  backlog: 4096,
+});
+
+/** Half the cores, at least 1 and at most 4: the other half runs JavaScript. */
+export function defaultIoThreads(): number {
+  return Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2)));
+}
+
+function int(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new OptionError(name, `must be an integer from ${min} to ${max} (got ${String(v)})`);
+  }
+  return v;
+}
+
+export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngineOptions {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError('options must be an object');
+  }
+  const known = new Set(Object.keys(ENGINE_DEFAULTS));
+  for (const k of Object.keys(options)) {
+    if (!known.has(k)) throw new OptionError(k, 'is not an engine option');
+  }
+  const o = { ...ENGINE_DEFAULTS } as ResolvedEngineOptions;
+  for (const [k, v] of Object.entries(options)) {
+    if (v !== undefined) (o as unknown as Record<string, unknown>)[k] = v;
+  }
+  if (typeof o.host !== 'string' || o.host.length === 0) {
+    throw new OptionError('host', `must be a non-empty string (got ${String(o.host)})`);
+  }
+  int('port', o.port, 0, 65535);
+  if (typeof o.ipv6Only !== 'boolean') throw new OptionError('ipv6Only', 'must be a boolean');
+  if (o.backend !== 'auto' && !BACKENDS.includes(o.backend as BackendName)) {
+    throw new OptionError('backend', `must be one of auto, ${BACKENDS.join(', ')} (got ${String(o.backend)})`);
+  }
+  int('ioThreads', o.ioThreads, 1, LAYOUT.maxIoThreads);
+  int('ringBytes', o.ringBytes, LAYOUT.minRingBytes, LAYOUT.maxRingBytes);
+  if ((o.ringBytes & (o.ringBytes - 1)) !== 0) {
+    throw new OptionError('ringBytes', `must be a power of two (got ${o.ringBytes})`);
+  }
+  int('maxFrameBytes', o.maxFrameBytes, 0, 0xffff_fff0);
+  int('sendHighWaterBytes', o.sendHighWaterBytes, 0, 0xffff_ffff);
+  int('sendLowWaterBytes', o.sendLowWaterBytes, 0, 0xffff_ffff);
+  if (o.sendLowWaterBytes > o.sendHighWaterBytes) {
+    throw new OptionError('sendLowWaterBytes', `must not exceed sendHighWaterBytes (${o.sendHighWaterBytes})`);
+  }
+  int('recvBufferBytes', o.recvBufferBytes, 256, 16 * 1024 * 1024);
+  int('recvBufferCount', o.recvBufferCount, 1, 65535);
+  int('backlog', o.backlog, 1, 65535);
+  return o;
+}

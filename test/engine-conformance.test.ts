@@ -1,0 +1,375 @@
+// The engine's conformance suite: every backend runs every test here.
+// A backend that is not available on this machine is reported as skipped,
+// with the reason, never as passed.
+import { afterEach, describe, expect, it } from 'vitest';
+import { listenRaw, type CloseInfo, type EngineOptions, type PeerAddress, type RawServer } from '../src/index.js';
+import { tokenSlot, tokenThread } from '../src/layout.js';
+import { backendCases } from './fixtures/backends.js';
+import { FramedClient, frame, pattern, until } from './fixtures/framed-client.js';
+
+interface Recorder {
+  server: RawServer;
+  opens: Array<{ conn: number; peer: PeerAddress }>;
+  closes: Map<number, CloseInfo>;
+  frames: Map<number, Buffer[]>;
+  drains: number[];
+}
+
+const servers: RawServer[] = [];
+const clients: FramedClient[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.destroy();
+  for (const s of servers.splice(0)) await s.close();
+});
+
+async function connect(server: RawServer, host = '127.0.0.1'): Promise<FramedClient> {
+  const c = await FramedClient.connect(server.port, host);
+  clients.push(c);
+  return c;
+}
+
+describe.each(backendCases)('engine conformance: $title', ({ name, available }) => {
+  /** A server that echoes every frame and records every event. */
+  function echo(opts: EngineOptions = {}, mode: { echo?: boolean; keep?: boolean } = {}): Recorder {
+    const rec: Recorder = {
+      server: undefined as unknown as RawServer,
+      opens: [],
+      closes: new Map(),
+      frames: new Map(),
+      drains: [],
+    };
+    rec.server = listenRaw(
+      { backend: name, ...opts },
+      {
+        open(conn, peer) {
+          rec.opens.push({ conn, peer });
+        },
+        frame(conn, data) {
+          if (mode.keep) {
+            let l = rec.frames.get(conn);
+            if (!l) rec.frames.set(conn, (l = []));
+            l.push(Buffer.from(data));
+          }
+          if (mode.echo !== false) rec.server.send(conn, data);
+        },
+        close(conn, info) {
+          rec.closes.set(conn, info);
+        },
+        drain(conn) {
+          rec.drains.push(conn);
+        },
+      },
+    );
+    servers.push(rec.server);
+    return rec;
+  }
+
+  describe.skipIf(!available)('framing', () => {
+    it('reports the backend it runs and an ephemeral port', () => {
+      const { server } = echo();
+      expect(server.backend).toBe(name);
+      expect(server.port).toBeGreaterThan(0);
+      expect(server.address).toBe('127.0.0.1');
+    });
+
+    it('reassembles a frame split at every byte boundary', async () => {
+      const rec = echo({}, { keep: true });
+      const payload = pattern(1, 37);
+      const wire = frame(payload);
+      const c = await connect(rec.server);
+      // For every split point k, send wire[0..k) then wire[k..) as two writes.
+      for (let k = 1; k < wire.length; k++) {
+        c.sendRaw(wire.subarray(0, k));
+        await new Promise((r) => setTimeout(r, 1));
+        c.sendRaw(wire.subarray(k));
+      }
+      // And once one byte at a time.
+      for (let k = 0; k < wire.length; k++) c.sendRaw(wire.subarray(k, k + 1));
+      const n = wire.length;
+      const got = await c.waitFrames(n);
+      expect(got.length).toBe(n);
+      for (const f of got) expect(f.equals(payload)).toBe(true);
+    });
+
+    it('delivers 1000 frames written in one write, in order', async () => {
+      const rec = echo();
+      const c = await connect(rec.server);
+      const parts: Buffer[] = [];
+      for (let i = 0; i < 1000; i++) parts.push(frame(pattern(i, i % 200)));
+      c.sendRaw(Buffer.concat(parts));
+      const got = await c.waitFrames(1000);
+      expect(got.length).toBe(1000);
+      for (let i = 0; i < 1000; i++) expect(got[i]!.equals(pattern(i, i % 200))).toBe(true);
+    });
+
+    it('passes zero-length frames', async () => {
+      const rec = echo({}, { keep: true });
+      const c = await connect(rec.server);
+      c.sendRaw(Buffer.concat([frame(Buffer.alloc(0)), frame(Buffer.from('x')), frame(Buffer.alloc(0))]));
+      const got = await c.waitFrames(3);
+      expect(got.map((f) => f.length)).toEqual([0, 1, 0]);
+      const conn = rec.opens[0]!.conn;
+      expect(rec.frames.get(conn)!.map((f) => f.length)).toEqual([0, 1, 0]);
+    });
+
+    it('passes a frame of exactly maxFrameBytes (default 16 MiB) and frames larger than the ring', async () => {
+      const rec = echo({ ringBytes: 64 * 1024 });
+      const c = await connect(rec.server);
+      const big = pattern(7, 16 * 1024 * 1024);
+      const mid = pattern(8, 100_000); // above the ring's inline limit (16 KiB)
+      const small = pattern(9, 10);
+      c.sendRaw(Buffer.concat([frame(small), frame(mid), frame(big), frame(small)]));
+      const got = await c.waitFrames(4, 60_000);
+      expect(got[0]!.equals(small)).toBe(true);
+      expect(got[1]!.equals(mid)).toBe(true);
+      expect(got[2]!.length).toBe(big.length);
+      expect(got[2]!.equals(big)).toBe(true);
+      expect(got[3]!.equals(small)).toBe(true);
+    });
+
+    it('closes only the connection that announces a frame over maxFrameBytes, with the reason', async () => {
+      const rec = echo({ maxFrameBytes: 1000 }, { keep: true });
+      const bad = await connect(rec.server);
+      const good = await connect(rec.server);
+      good.send(pattern(1, 1000));
+      await good.waitFrames(1);
+      bad.sendRaw(Buffer.concat([frame(pattern(2, 10)), frame(pattern(3, 1001))]));
+      await bad.waitClosed();
+      await until(() => rec.closes.size === 1, 5000, 'close event');
+      const [badConn, info] = [...rec.closes.entries()][0]!;
+      // The frame before the oversize one still reached JS, and nothing after it.
+      expect(rec.frames.get(badConn)!.map((f) => f.length)).toEqual([10]);
+      expect(info.reason).toBe('frame-too-large');
+      expect(info.detail).toBe(1001);
+      expect(info.message).toMatch(/1001.*maxFrameBytes/);
+      // The other connection is untouched.
+      good.send(pattern(4, 500));
+      const got = await good.waitFrames(2);
+      expect(got[1]!.equals(pattern(4, 500))).toBe(true);
+      expect(good.ended).toBe(false);
+    });
+  });
+
+  describe.skipIf(!available)('many connections', () => {
+    it('echoes 100 frames on each of 1000 concurrent connections, every byte verified', async () => {
+      const rec = echo({ ioThreads: 2 });
+      const conns = await Promise.all(Array.from({ length: 1000 }, () => connect(rec.server)));
+      for (let j = 0; j < conns.length; j++) {
+        const parts: Buffer[] = [];
+        for (let i = 0; i < 100; i++) parts.push(frame(pattern(j * 1000 + i, 16 + ((i * 7 + j) % 120))));
+        conns[j]!.sendRaw(Buffer.concat(parts));
+      }
+      await Promise.all(conns.map((c) => c.waitFrames(100, 60_000)));
+      let bad = 0;
+      for (let j = 0; j < conns.length; j++) {
+        const got = conns[j]!.frames;
+        if (got.length !== 100) bad++;
+        for (let i = 0; i < 100; i++) {
+          if (!got[i]?.equals(pattern(j * 1000 + i, 16 + ((i * 7 + j) % 120)))) bad++;
+        }
+      }
+      expect(bad).toBe(0);
+      expect(rec.opens.length).toBe(1000);
+      // Accepted connections are spread over both I/O threads.
+      const threads = new Set(rec.opens.map((o) => tokenThread(o.conn)));
+      expect(threads.size).toBe(2);
+    });
+
+    it('sends many frames to many connections from one batch', async () => {
+      const rec = echo({}, { echo: false });
+      const conns = await Promise.all(Array.from({ length: 50 }, () => connect(rec.server)));
+      await until(() => rec.opens.length === 50, 5000, 'opens');
+      // One synchronous burst: 50 connections x 20 frames, flushed as one batch.
+      for (let i = 0; i < 20; i++) {
+        for (const o of rec.opens) expect(rec.server.send(o.conn, pattern(o.conn + i, 64))).toBe(true);
+      }
+      await Promise.all(conns.map((c) => c.waitFrames(20)));
+      const byPort = new Map(rec.opens.map((o) => [o.peer.port, o.conn]));
+      for (const c of conns) {
+        const conn = byPort.get(c.socket.localPort!)!;
+        for (let i = 0; i < 20; i++) expect(c.frames[i]!.equals(pattern(conn + i, 64))).toBe(true);
+      }
+    });
+  });
+
+  describe.skipIf(!available)('backpressure', () => {
+    it('loses nothing and keeps order when a tiny ring meets a slow consumer', async () => {
+      let seen = 0;
+      const rec: { server?: RawServer } = {};
+      const server = listenRaw(
+        { backend: name, ringBytes: 4096, recvBufferBytes: 4096, recvBufferCount: 4 },
+        {
+          frame(conn, data) {
+            // A slow consumer: burn ~20 us per frame.
+            const end = process.hrtime.bigint() + 20_000n;
+            while (process.hrtime.bigint() < end);
+            seen++;
+            rec.server!.send(conn, data);
+          },
+        },
+      );
+      rec.server = server;
+      servers.push(server);
+      const c = await connect(server);
+      const N = 6000;
+      const parts: Buffer[] = [];
+      // Mixed sizes, some above the 4 KiB ring's inline limit (1008 bytes).
+      for (let i = 0; i < N; i++) parts.push(frame(pattern(i, i % 97 === 0 ? 3000 : (i * 13) % 300)));
+      c.sendRaw(Buffer.concat(parts));
+      const got = await c.waitFrames(N, 60_000);
+      expect(seen).toBe(N);
+      expect(got.length).toBe(N);
+      let bad = 0;
+      for (let i = 0; i < N; i++) if (!got[i]!.equals(pattern(i, i % 97 === 0 ? 3000 : (i * 13) % 300))) bad++;
+      expect(bad).toBe(0);
+    });
+
+    it('pauses and resumes reading one connection without affecting another', async () => {
+      const rec = echo({}, { keep: true });
+      const a = await connect(rec.server);
+      const b = await connect(rec.server);
+      await until(() => rec.opens.length === 2, 5000, 'opens');
+      const byPort = new Map(rec.opens.map((o) => [o.peer.port, o.conn]));
+      const ta = byPort.get(a.socket.localPort!)!;
+      const tb = byPort.get(b.socket.localPort!)!;
+      expect(rec.server.pauseReading(ta)).toBe(true);
+      rec.server.flush();
+      await new Promise((r) => setTimeout(r, 20));
+      const big = pattern(1, 1000);
+      for (let i = 0; i < 200; i++) a.send(big);
+      b.send(Buffer.from('b still flows'));
+      await b.waitFrames(1);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(rec.frames.get(ta)?.length ?? 0).toBe(0);
+      expect(rec.server.resumeReading(ta)).toBe(true);
+      const got = await a.waitFrames(200);
+      expect(got.length).toBe(200);
+      expect(got.every((f) => f.equals(big))).toBe(true);
+      expect(rec.frames.get(ta)!.length).toBe(200);
+    });
+
+    it('reports pending send bytes and a drain event for a peer that stops reading', async () => {
+      const rec = echo({ sendHighWaterBytes: 256 * 1024, sendLowWaterBytes: 0 }, { echo: false });
+      const c = await connect(rec.server);
+      c.socket.pause();
+      await until(() => rec.opens.length === 1, 5000, 'open');
+      const conn = rec.opens[0]!.conn;
+      const chunk = pattern(5, 64 * 1024);
+      for (let i = 0; i < 128; i++) rec.server.send(conn, chunk); // 8 MiB
+      rec.server.flush();
+      await until(() => rec.server.pendingBytes(conn) > 0, 5000, 'pending bytes');
+      expect(rec.server.pendingBytes(conn)).toBeGreaterThan(256 * 1024);
+      expect(rec.drains.length).toBe(0);
+      c.socket.resume();
+      const got = await c.waitFrames(128, 30_000);
+      expect(got.every((f) => f.equals(chunk))).toBe(true);
+      await until(() => rec.drains.length === 1, 5000, 'drain');
+      expect(rec.drains[0]).toBe(conn);
+      expect(rec.server.pendingBytes(conn)).toBe(0);
+    });
+  });
+
+  describe.skipIf(!available)('closing', () => {
+    it('client closing mid-frame: earlier frames delivered, then one close, no partial frame', async () => {
+      const rec = echo({}, { keep: true });
+      const c = await connect(rec.server);
+      const whole = frame(pattern(1, 100));
+      const half = frame(pattern(2, 100)).subarray(0, 50);
+      c.sendRaw(Buffer.concat([whole, half]));
+      await until(() => (rec.frames.values().next().value?.length ?? 0) === 1, 5000, 'first frame');
+      c.socket.end();
+      await until(() => rec.closes.size === 1, 5000, 'close');
+      const [conn, info] = [...rec.closes.entries()][0]!;
+      expect(['peer', 'error']).toContain(info.reason);
+      expect(rec.frames.get(conn)!.length).toBe(1);
+      expect(rec.server.isOpen(conn)).toBe(false);
+    });
+
+    it('server closing a connection mid-frame closes it at once (flush: false)', async () => {
+      const rec = echo({}, { echo: false });
+      const c = await connect(rec.server);
+      await until(() => rec.opens.length === 1, 5000, 'open');
+      const conn = rec.opens[0]!.conn;
+      c.sendRaw(frame(pattern(3, 100)).subarray(0, 30));
+      expect(rec.server.closeConnection(conn, { flush: false })).toBe(true);
+      await c.waitClosed();
+      await until(() => rec.closes.size === 1, 5000, 'close');
+      expect(rec.closes.get(conn)!.reason).toBe('local');
+    });
+
+    it('close after flush writes everything queued before it', async () => {
+      const rec = echo({}, { echo: false });
+      const c = await connect(rec.server);
+      await until(() => rec.opens.length === 1, 5000, 'open');
+      const conn = rec.opens[0]!.conn;
+      const chunk = pattern(4, 32 * 1024);
+      for (let i = 0; i < 64; i++) rec.server.send(conn, chunk); // 2 MiB
+      expect(rec.server.closeConnection(conn)).toBe(true);
+      expect(rec.server.send(conn, chunk)).toBe(false); // closing: no new sends
+      await c.waitClosed();
+      expect(c.frames.length).toBe(64);
+      expect(c.frames.every((f) => f.equals(chunk))).toBe(true);
+      await until(() => rec.closes.size === 1, 5000, 'close');
+      expect(rec.closes.get(conn)!.reason).toBe('local-flushed');
+    });
+
+    it('treats stale tokens as harmless no-ops, even when the slot is reused', async () => {
+      const rec = echo({ ioThreads: 1 }, { echo: false });
+      const a = await connect(rec.server);
+      await until(() => rec.opens.length === 1, 5000, 'open a');
+      const ta = rec.opens[0]!.conn;
+      a.destroy();
+      await until(() => rec.closes.has(ta), 5000, 'close a');
+      // Give the I/O thread a moment to recycle the slot, then reconnect.
+      await new Promise((r) => setTimeout(r, 20));
+      const b = await connect(rec.server);
+      await until(() => rec.opens.length === 2, 5000, 'open b');
+      const tb = rec.opens[1]!.conn;
+      expect(tokenSlot(tb)).toBe(tokenSlot(ta));
+      expect(tb).not.toBe(ta);
+      expect(rec.server.isOpen(ta)).toBe(false);
+      expect(rec.server.send(ta, Buffer.from('stale'))).toBe(false);
+      expect(rec.server.closeConnection(ta)).toBe(false);
+      expect(rec.server.pendingBytes(ta)).toBe(-1);
+      expect(rec.server.send(tb, Buffer.from('fresh'))).toBe(true);
+      const got = await b.waitFrames(1);
+      expect(got.map((f) => f.toString())).toEqual(['fresh']);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(b.frames.length).toBe(1);
+      expect(b.ended).toBe(false);
+    });
+
+    it('server close gives every connection a server-closing close event and resolves', async () => {
+      const rec = echo();
+      const cs = await Promise.all(Array.from({ length: 10 }, () => connect(rec.server)));
+      await until(() => rec.opens.length === 10, 5000, 'opens');
+      servers.splice(servers.indexOf(rec.server), 1);
+      await rec.server.close();
+      expect(rec.closes.size).toBe(10);
+      for (const info of rec.closes.values()) expect(info.reason).toBe('server-closing');
+      await Promise.all(cs.map((c) => c.waitClosed()));
+      expect(() => rec.server.flush()).not.toThrow();
+      expect(rec.server.send(rec.opens[0]!.conn, Buffer.from('x'))).toBe(false);
+    });
+  });
+
+  describe.skipIf(!available)('addresses', () => {
+    it('listens and echoes on IPv6 (::1) and reports IPv6 peers', async () => {
+      const rec = echo({ host: '::1' });
+      expect(rec.server.family).toBe(6);
+      expect(rec.server.address).toBe('::1');
+      const c = await connect(rec.server, '::1');
+      c.send(Buffer.from('over v6'));
+      const got = await c.waitFrames(1);
+      expect(got[0]!.toString()).toBe('over v6');
+      expect(rec.opens[0]!.peer).toMatchObject({ address: '::1', family: 6 });
+      expect(rec.opens[0]!.peer.port).toBe(c.socket.localPort);
+    });
+
+    it('fails to listen on a port in use with a clear error', () => {
+      const rec = echo();
+      expect(() => listenRaw({ backend: name, port: rec.server.port }, {})).toThrow(/listen 127\.0\.0\.1:\d+: Address already in use/);
+    });
+  });
+});

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { BackendUnavailableError, ENGINE_DEFAULTS, listenRaw, OptionError, resolveEngineOptions } from '../src/index.js';
+import { chooseBackend, probeBackends } from '../src/backends.js';
+
+describe('engine options', () => {
+  it('defaults are frozen and complete', () => {
+    expect(Object.isFrozen(ENGINE_DEFAULTS)).toBe(true);
+    expect(resolveEngineOptions({})).toEqual(ENGINE_DEFAULTS);
+  });
+
+  it.each([
+    [{ port: 70000 }, /options\.port must be an integer from 0 to 65535 \(got 70000\)/],
+    [{ ringBytes: 5000 }, /options\.ringBytes must be a power of two/],
+    [{ ringBytes: 1024 }, /options\.ringBytes must be an integer from 4096/],
+    [{ ioThreads: 0 }, /options\.ioThreads must be an integer from 1 to 64/],
+    [{ backend: 'kqueue' }, /options\.backend must be one of auto, io_uring, epoll, iocp \(got kqueue\)/],
+    [{ host: '' }, /options\.host must be a non-empty string/],
+    [{ sendLowWaterBytes: 10, sendHighWaterBytes: 5 }, /options\.sendLowWaterBytes must not exceed sendHighWaterBytes/],
+    [{ recvBufferCount: 70000 }, /options\.recvBufferCount must be an integer from 1 to 65535/],
+    [{ bogus: 1 }, /options\.bogus is not an engine option/],
+  ])('rejects %o with a message naming the option', (opts, msg) => {
+    expect(() => resolveEngineOptions(opts as never)).toThrow(OptionError);
+    expect(() => resolveEngineOptions(opts as never)).toThrow(msg);
+  });
+
+  it('every backend is probed and says why when it cannot run', () => {
+    const all = probeBackends();
+    expect(all.map((b) => b.name).sort()).toEqual(['epoll', 'io_uring', 'iocp']);
+    for (const b of all) {
+      if (!b.available) expect(b.reason.length).toBeGreaterThan(0);
+      else expect(b.reason).toBe('');
+    }
+    expect(all.some((b) => b.available)).toBe(true);
+  });
+
+  it('forcing an unavailable backend is a clear error', () => {
+    const missing = probeBackends().find((b) => !b.available)!;
+    expect(() => chooseBackend(missing.name)).toThrow(BackendUnavailableError);
+    expect(() => listenRaw({ backend: missing.name }, {})).toThrow(`backend ${missing.name} is not available: ${missing.reason}`);
+  });
+
+  it('WHIRLWIND_BACKEND forces the backend under auto, and a bad value is an error', () => {
+    const old = process.env.WHIRLWIND_BACKEND;
+    try {
+      process.env.WHIRLWIND_BACKEND = 'epoll';
+      expect(chooseBackend('auto')).toBe('epoll');
+      process.env.WHIRLWIND_BACKEND = 'nope';
+      expect(() => chooseBackend('auto')).toThrow(/WHIRLWIND_BACKEND must be one of/);
+    } finally {
+      if (old === undefined) delete process.env.WHIRLWIND_BACKEND;
+      else process.env.WHIRLWIND_BACKEND = old;
+    }
+  });
+});
