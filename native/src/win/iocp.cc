@@ -116,6 +116,8 @@ struct ConnIo {
   bool skip = false;          // FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set
   bool closing = false;
   bool recv_stopped = false;  // kRecvEnd reported
+  bool paused = false;        // pause_recv: do not read
+  bool missed = false;        // became readable while paused
   uint32_t send_done = 0;     // bytes of the current send written so far
   ListId list = ListId::kNone;
   ConnIo* prev = nullptr;     // ready / parked list links
@@ -220,6 +222,8 @@ class IocpPoller final : public Poller {
   bool listen(sock_t lsock, std::string* err) override;
   void stop_listen() override;
   bool start_recv(Conn* c, std::string* err) override;
+  void pause_recv(Conn* c) override;
+  void resume_recv(Conn* c) override;
   void send(Conn* c) override;
   void close(Conn* c) override;
   void release(uint16_t buf) override;
@@ -573,6 +577,27 @@ bool IocpPoller::start_recv(Conn* c, std::string* err) {
   return true;
 }
 
+// Pausing leaves the zero-byte WSARecv outstanding: it holds no memory, and
+// when it finishes while paused the readiness is only remembered (`missed`).
+// Unread data stays in the kernel, so TCP pushes back on this peer alone.
+void IocpPoller::pause_recv(Conn* c) {
+  ConnIo* io = c ? static_cast<ConnIo*>(c->be_ptr) : nullptr;
+  if (!io || io->paused || io->closing) return;
+  io->paused = true;
+  if (io->list != ListId::kNone) {
+    unlist(io);
+    io->missed = true;
+  }
+}
+
+void IocpPoller::resume_recv(Conn* c) {
+  ConnIo* io = c ? static_cast<ConnIo*>(c->be_ptr) : nullptr;
+  if (!io || !io->paused) return;
+  io->paused = false;
+  if (io->missed && !io->recv_stopped && !io->closing && io->list == ListId::kNone) ready_.push(io);
+  io->missed = false;
+}
+
 void IocpPoller::post_recv(ConnIo* io) {
   if (io->closing || io->recv_stopped) return;
   std::memset(&io->recv.ov, 0, sizeof io->recv.ov);
@@ -613,6 +638,10 @@ bool IocpPoller::take_buffer(uint16_t* id) {
 // The zero-byte receive said "readable": read with a pooled buffer.
 void IocpPoller::try_recv(ConnIo* io) {
   if (io->closing || io->recv_stopped) return;
+  if (io->paused) {
+    io->missed = true;
+    return;
+  }
   uint16_t b;
   if (!take_buffer(&b)) {
     if (free_.empty()) {
@@ -650,7 +679,7 @@ void IocpPoller::try_recv(ConnIo* io) {
 void IocpPoller::release(uint16_t buf) {
   if (buf >= lent_.size() || !lent_[buf]) return;  // not lent: ignore
   give_back(buf);
-  if (ConnIo* io = parked_.pop()) ready_.push(io);
+  if (ConnIo* io = parked_.pop()) ready_.push(io);  // parked ones are never paused
 }
 
 void IocpPoller::send(Conn* c) {

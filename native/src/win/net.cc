@@ -83,13 +83,14 @@ bool net_listen(const std::string& host, int port, int backlog, bool ipv6_only,
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
-  hints.ai_flags = AI_PASSIVE;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   char portbuf[16];
   std::snprintf(portbuf, sizeof portbuf, "%d", port);
   addrinfo* res = nullptr;
   int gai = getaddrinfo(host.empty() ? nullptr : host.c_str(), portbuf, &hints, &res);
   if (gai != 0 || !res) {
-    *err = "listen " + host_port(host, port) + ": " + net_error_text(gai ? gai : WSAHOST_NOT_FOUND);
+    *err = "listen " + host_port(host, port) + ": cannot resolve host: " +
+           net_error_text(gai ? gai : WSAHOST_NOT_FOUND);
     return false;
   }
   int last = 0;
@@ -142,8 +143,13 @@ bool net_listen(const std::string& host, int port, int backlog, bool ipv6_only,
 bool net_peer(sock_t s, char* addr, size_t addr_cap, int* port, int* family) {
   sockaddr_storage ss;
   int sl = sizeof ss;
-  if (getpeername(s, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) return false;
-  return addr_text(reinterpret_cast<sockaddr*>(&ss), addr, addr_cap, port, family);
+  if (getpeername(s, reinterpret_cast<sockaddr*>(&ss), &sl) == 0 &&
+      addr_text(reinterpret_cast<sockaddr*>(&ss), addr, addr_cap, port, family))
+    return true;
+  if (addr_cap) addr[0] = '\0';
+  *port = 0;
+  *family = 0;
+  return false;
 }
 
 void net_close(sock_t s) {
@@ -155,7 +161,46 @@ void net_set_nodelay(sock_t s) {
   setsockopt(s, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&on), sizeof on);
 }
 
+// The POSIX wording (glibc's strerror) for the errors a server meets, so a
+// message reads the same on every platform ("listen 127.0.0.1:80: Address
+// already in use"); the Winsock code follows in parentheses.  Anything else
+// gets the system's own message.
+static const char* posix_text(int code) {
+  switch (code) {
+    case WSAEINTR: return "Interrupted system call";
+    case WSAEACCES: return "Permission denied";
+    case WSAEFAULT: return "Bad address";
+    case WSAEINVAL: return "Invalid argument";
+    case WSAEMFILE: return "Too many open files";
+    case WSAEWOULDBLOCK: return "Resource temporarily unavailable";
+    case WSAENOTSOCK: return "Socket operation on non-socket";
+    case WSAEMSGSIZE: return "Message too long";
+    case WSAEPROTONOSUPPORT: return "Protocol not supported";
+    case WSAEAFNOSUPPORT: return "Address family not supported by protocol";
+    case WSAEADDRINUSE: return "Address already in use";
+    case WSAEADDRNOTAVAIL: return "Cannot assign requested address";
+    case WSAENETDOWN: return "Network is down";
+    case WSAENETUNREACH: return "Network is unreachable";
+    case WSAENETRESET: return "Network dropped connection on reset";
+    case WSAECONNABORTED: return "Software caused connection abort";
+    case WSAECONNRESET: return "Connection reset by peer";
+    case WSAENOBUFS: return "No buffer space available";
+    case WSAEISCONN: return "Transport endpoint is already connected";
+    case WSAENOTCONN: return "Transport endpoint is not connected";
+    case WSAESHUTDOWN: return "Cannot send after transport endpoint shutdown";
+    case WSAETIMEDOUT: return "Connection timed out";
+    case WSAECONNREFUSED: return "Connection refused";
+    case WSAEHOSTUNREACH: return "No route to host";
+    case WSA_OPERATION_ABORTED: return "Operation canceled";
+    case WSAHOST_NOT_FOUND: return "Name or service not known";
+    case WSATRY_AGAIN: return "Temporary failure in name resolution";
+    case WSANO_DATA: return "No address associated with hostname";
+  }
+  return nullptr;
+}
+
 std::string net_error_text(int code) {
+  if (const char* t = posix_text(code)) return std::string(t) + " (" + std::to_string(code) + ")";
   char buf[512];
   DWORD n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, nullptr,
                            DWORD(code), MAKELANGID(LANG_ENGLISH, SUBLANG_DEFAULT), buf,

