@@ -116,6 +116,7 @@ struct ConnIo {
   bool skip = false;          // FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set
   bool closing = false;
   bool recv_stopped = false;  // kRecvEnd reported
+  bool send_busy = false;     // a send() is not yet reported (rule 1)
   bool paused = false;        // pause_recv: do not read
   bool missed = false;        // became readable while paused
   uint32_t send_done = 0;     // bytes of the current send written so far
@@ -689,12 +690,17 @@ void IocpPoller::send(Conn* c) {
     emit_conn(CompKind::kSent, c, -WSAENOTCONN);
     return;
   }
-  if (io->pending >= 2 || c->send_off >= c->sending.len) {
-    // A second send while one is outstanding breaks rule 1; nothing to send
-    // is a no-op.  Neither reaches the kernel.
-    emit_conn(CompKind::kSent, c, io->pending >= 2 ? -WSAEINVAL : 0);
+  if (io->send_busy) {
+    // A second send while one is outstanding breaks rule 1: refuse it
+    // rather than reuse an OVERLAPPED the kernel still owns.
+    emit_conn(CompKind::kSent, c, -WSAEINVAL);
     return;
   }
+  if (c->send_off >= c->sending.len) {
+    emit_conn(CompKind::kSent, c, 0);  // nothing to write
+    return;
+  }
+  io->send_busy = true;
   io->send_done = 0;
   post_send(io);
 }
@@ -736,6 +742,7 @@ void IocpPoller::send_finished(ConnIo* io, DWORD bytes, int err) {
   Conn* c = io->conn;
   if (err == 0 && bytes == 0) err = WSAECONNRESET;  // a stream send of 0 means the peer is gone
   if (err != 0) {
+    io->send_busy = false;
     emit_conn(CompKind::kSent, c, -err);
     return;
   }
@@ -743,6 +750,11 @@ void IocpPoller::send_finished(ConnIo* io, DWORD bytes, int err) {
   io->send_done += bytes;
   if (c->send_off < c->sending.len && !io->closing) {
     post_send(io);  // partial write: go on with the rest
+    return;
+  }
+  io->send_busy = false;
+  if (c->send_off < c->sending.len) {
+    emit_conn(CompKind::kSent, c, -WSA_OPERATION_ABORTED);  // cut short by close()
     return;
   }
   emit_conn(CompKind::kSent, c, int32_t(io->send_done));
