@@ -39,9 +39,13 @@
             "native/src/win/registry.cc",
             "native/src/win/iocp.cc"
           ],
+          "defines": ["WIN32_LEAN_AND_MEAN", "NOMINMAX"],
           "libraries": ["ws2_32.lib", "mswsock.lib"],
           "msvs_settings": {
-            "VCCLCompilerTool": { "AdditionalOptions": ["/std:c++17"], "ExceptionHandling": 0 }
+            "VCCLCompilerTool": {
+              "AdditionalOptions": ["/std:c++17", "/utf-8", "/W3"],
+              "ExceptionHandling": 0
+            }
           }
         }]
       ]

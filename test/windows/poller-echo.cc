@@ -7,9 +7,13 @@
 //
 // Writes the bound port to <port-file>, serves until that many connections
 // have come and gone, checks the backend's bookkeeping, and exits 0, or
-// non-zero with a message on stderr.
+// non-zero with a message on stderr.  A connection whose first read is
+// exactly "!ABORT!" instead gets 8 MiB it does not read at first, and is
+// closed while that send is in flight: close() must cancel the WSASend and
+// still report kSent, then kClosed.
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +32,7 @@ int fail(const char* what, const std::string& why) {
 struct Echo {
   Poller* p;
   std::vector<std::unique_ptr<Conn>> conns;
-  long accepted = 0, closed = 0, received = 0, sent = 0, errors = 0;
+  long accepted = 0, closed = 0, received = 0, sent = 0, errors = 0, aborted = 0, cancelled = 0;
 
   void flush(Conn* c) {
     if (c->send_inflight || c->queued.len == 0 || c->state != ConnState::kOpen) return;
@@ -92,6 +96,22 @@ int main(int argc, char** argv) {
         }
         case CompKind::kAcceptError: e.errors++; break;
         case CompKind::kReceived:
+          if (c.conn->state == ConnState::kOpen && c.conn->frame_have == 0 && c.res == 7 &&
+              std::memcmp(c.data, "!ABORT!", 7) == 0 && !c.conn->send_inflight &&
+              c.conn->queued.len == 0) {
+            poller->release(c.buf);
+            std::vector<uint8_t> big(8u << 20, 0x5a);
+            c.conn->sending.reset();
+            c.conn->sending.append(big.data(), uint32_t(big.size()));
+            c.conn->send_off = 0;
+            c.conn->send_inflight = true;
+            c.conn->be_aux = 1;  // this harness's own mark (the backend keeps be_ptr)
+            poller->send(c.conn);
+            c.conn->state = ConnState::kClosing;
+            poller->close(c.conn);
+            break;
+          }
+          c.conn->frame_have += uint32_t(c.res);  // (the engine's field; here: bytes so far)
           e.received += c.res;
           if (c.conn->state == ConnState::kOpen) c.conn->queued.append(c.data, uint32_t(c.res));
           poller->release(c.buf);
@@ -107,6 +127,12 @@ int main(int argc, char** argv) {
           break;
         case CompKind::kSent:
           c.conn->send_inflight = false;
+          if (c.conn->be_aux == 1) {
+            if (c.conn->state != ConnState::kClosing) return fail("aborted send", "kSent after kClosed");
+            e.aborted++;
+            if (c.res < 0) e.cancelled++;  // the WSASend was still in the kernel
+            break;
+          }
           if (c.res < 0) {
             e.errors++;
             c.conn->queued.reset();
@@ -119,6 +145,7 @@ int main(int argc, char** argv) {
           break;
         case CompKind::kClosed:
           if (c.conn->be_ptr) return fail("kClosed", "be_ptr still set");
+          if (c.conn->send_inflight) return fail("kClosed", "before the send's kSent");
           c.conn->state = ConnState::kFree;
           c.conn->sending.reset();
           c.conn->queued.reset();
@@ -135,7 +162,8 @@ int main(int argc, char** argv) {
   int n = poller->wait(out, 32, 5000);
   if (n < 1 || out[0].kind != CompKind::kWake) return fail("wake", "no kWake");
   poller.reset();
-  std::printf("accepted=%ld closed=%ld received=%ld sent=%ld errors=%ld\n", e.accepted, e.closed,
-              e.received, e.sent, e.errors);
+  std::printf("accepted=%ld closed=%ld received=%ld sent=%ld errors=%ld aborted-sends=%ld (cancelled %ld)\n",
+              e.accepted, e.closed, e.received, e.sent, e.errors, e.aborted, e.cancelled);
+  if (e.aborted != 2) return fail("aborted sends", "expected 2 kSent for the closed-while-sending connections");
   return e.received == e.sent ? 0 : 2;
 }

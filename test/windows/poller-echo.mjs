@@ -20,7 +20,7 @@ rmSync(portFile, { force: true });
 const CONNS = 40;
 const log = openSync(logFile, 'w');
 // Wine's node.exe/any exe cannot use Unix pipes for stdio: use a file.
-const child = spawn('timeout', ['60', wine, exe, portFile, String(CONNS + 2), '4'], {
+const child = spawn('timeout', ['60', wine, exe, portFile, String(CONNS + 4), '4'], {
   stdio: ['ignore', log, log],
 });
 const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
@@ -58,6 +58,17 @@ function echo(chunks, { idleMs = 0 } = {}) {
   });
 }
 
+// Sends "!ABORT!" and never reads: the server closes it while an 8 MiB send is in flight.
+function abortedSend() {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1', () => s.write('!ABORT!'));
+    s.pause();
+    setTimeout(() => s.resume(), 300); // a paused socket never sees its end
+    s.on('error', () => {});
+    s.on('close', () => resolve(0));
+  });
+}
+
 const t0 = Date.now();
 const jobs = [];
 for (let i = 0; i < CONNS; i++) {
@@ -68,6 +79,7 @@ for (let i = 0; i < CONNS; i++) {
 }
 jobs.push(echo([Buffer.from('late')], { idleMs: 500 })); // idle first: holds no buffer
 jobs.push(echo([]));                                     // connects and closes at once
+jobs.push(abortedSend(), abortedSend());
 const results = await Promise.allSettled(jobs);
 const bad = results.filter((r) => r.status === 'rejected');
 const code = await exited;
