@@ -49,8 +49,13 @@ export interface RawHandlers {
    * A whole frame.  `data` is a view into the ring and is valid only until
    * this call returns: copy it (Buffer.from(data)) to keep it.  Frames too
    * big for the ring arrive as Buffers of their own.
+   *
+   * `check` is the I/O thread's protocol check when the server runs with
+   * `protocolCheck: true`: 0 means header and CRC-32 passed, a positive
+   * number is the protocol error code (docs/protocol.md) that the message
+   * fails with.  Without protocolCheck it is -1.
    */
-  frame?(conn: number, data: Buffer): void;
+  frame?(conn: number, data: Buffer, check: number): void;
   close?(conn: number, info: CloseInfo): void;
   /** Pending send bytes fell to sendLowWaterBytes after passing sendHighWaterBytes. */
   drain?(conn: number): void;
@@ -186,6 +191,7 @@ export class RawServer {
         recvBufferBytes: o.recvBufferBytes,
         recvBufferCount: o.recvBufferCount,
         backlog: o.backlog,
+        protocolCheck: o.protocolCheck,
       },
       this.#onWake,
     );
@@ -405,7 +411,7 @@ export class RawServer {
         const len = u32[(off + 4) >> 2]!;
         // Advance first: a handler that throws must not see its record again.
         head = (head + ((LAYOUT.recordHeaderBytes + len + 15) & ~15)) >>> 0;
-        if (kind !== LAYOUT.recPad) this.#record(kind, this.#f64[(off + 8) >> 3]!, off + 16, len);
+        if (kind !== LAYOUT.recPad) this.#record(kind, this.#u16[(off + 2) >> 1]!, this.#f64[(off + 8) >> 3]!, off + 16, len);
         if ((++count & 255) === 0) {
           // Give the producer room while a long batch is handled.
           Atomics.store(u32, r.headIdx, head);
@@ -419,13 +425,13 @@ export class RawServer {
     return true;
   }
 
-  #record(kind: number, token: number, p: number, len: number): void {
+  #record(kind: number, flags: number, token: number, p: number, len: number): void {
     const h = this.#h;
     switch (kind) {
       case LAYOUT.recFrame:
         // Buffer.from(arrayBuffer, offset, length) makes the view directly
         // (subarray would go through the species constructor).
-        h.frame?.(token, Buffer.from(this.#block, p, len));
+        h.frame?.(token, Buffer.from(this.#block, p, len), flags === 0 ? -1 : flags & 0x7fff);
         return;
       case LAYOUT.recOpen: {
         const port = this.#u16[p >> 1]!;
@@ -436,7 +442,7 @@ export class RawServer {
       }
       case LAYOUT.recFrameLarge: {
         const data = this.#native.takeLarge(this.#f64[p >> 3]!);
-        if (data) h.frame?.(token, data);
+        if (data) h.frame?.(token, data, flags === 0 ? -1 : flags & 0x7fff);
         return;
       }
       case LAYOUT.recClose:

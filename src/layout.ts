@@ -5,7 +5,7 @@
 import type { NativeLayout } from './native.js';
 
 export const LAYOUT = Object.freeze({
-  version: 2,
+  version: 3,
   slotBits: 20,
   threadBits: 6,
   genBits: 27,
@@ -25,6 +25,8 @@ export const LAYOUT = Object.freeze({
   recordHeaderBytes: 16,
   recordAlign: 16,
   recKind: 0,
+  recFlags: 2,
+  recFlagChecked: 0x8000,
   recLength: 4,
   recToken: 8,
   recPad: 0,

@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "engine.h"
 #include "layout.h"
+#include "protocol_check.h"
 
 namespace ww {
 namespace {
@@ -72,6 +73,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     opts.recv_buffer_bytes = get_u32(o, "recvBufferBytes", opts.recv_buffer_bytes);
     opts.recv_buffer_count = get_u32(o, "recvBufferCount", opts.recv_buffer_count);
     opts.backlog = int(get_u32(o, "backlog", uint32_t(opts.backlog)));
+    opts.protocol_check = o.Get("protocolCheck").ToBoolean().Value();
     // Invariant guards (TS validates with friendlier messages first).
     if (opts.io_threads < 1 || opts.io_threads > kMaxIoThreads ||
         opts.ring_bytes < kMinRingBytes || opts.ring_bytes > kMaxRingBytes ||
@@ -276,6 +278,8 @@ Napi::Object Layout(Napi::Env env) {
   set("recordHeaderBytes", kRecordHeaderBytes);
   set("recordAlign", kRecordAlign);
   set("recKind", kRecKind);
+  set("recFlags", kRecFlags);
+  set("recFlagChecked", kRecFlagChecked);
   set("recLength", kRecLength);
   set("recToken", kRecToken);
   set("recPad", kRecPad);

@@ -3,6 +3,8 @@
 // byte layout used here.
 #include "engine.h"
 
+#include "protocol_check.h"
+
 #include <cstdlib>
 #include <cstring>
 
@@ -55,7 +57,7 @@ void RingWriter::init(uint8_t* header, uint8_t* data, uint32_t size) {
   size_ = size;
 }
 
-uint8_t* RingWriter::reserve(uint16_t kind, double token, uint32_t payload) {
+uint8_t* RingWriter::reserve(uint16_t kind, double token, uint32_t payload, uint16_t flags) {
   const uint32_t rec = align_up(kRecordHeaderBytes + payload, kRecordAlign);
   for (int attempt = 0;; ++attempt) {
     const uint32_t pos = tail_local_ & (size_ - 1);
@@ -93,9 +95,8 @@ uint8_t* RingWriter::reserve(uint16_t kind, double token, uint32_t payload) {
       tail_local_ += to_end;
       p = data_;
     }
-    uint16_t flags = 0;
     std::memcpy(p + kRecKind, &kind, 2);
-    std::memcpy(p + 2, &flags, 2);
+    std::memcpy(p + kRecFlags, &flags, 2);
     std::memcpy(p + kRecLength, &payload, 4);
     std::memcpy(p + kRecToken, &token, 8);
     tail_local_ += rec;
@@ -482,8 +483,13 @@ void IoThread::on_received(Completion& comp) {
   held_.push_back(d);
 }
 
+uint16_t IoThread::check_flags(const uint8_t* p, uint32_t n) const {
+  if (!engine_->opts_.protocol_check) return 0;
+  return uint16_t(kRecFlagChecked | protocol_check(p, n));
+}
+
 bool IoThread::emit_frame(Conn* c, const uint8_t* p, uint32_t n) {
-  uint8_t* dst = ring_.reserve(kRecFrame, token_of(c), n);
+  uint8_t* dst = ring_.reserve(kRecFrame, token_of(c), n, check_flags(p, n));
   if (!dst) return false;
   std::memcpy(dst, p, n);
   return true;
@@ -507,7 +513,8 @@ bool IoThread::finish_frame(Conn* c) {
     reset_framer(c);
     return true;
   }
-  uint8_t* rec = ring_.reserve(kRecFrameLarge, token_of(c), kLargePayloadBytes);
+  uint8_t* rec = ring_.reserve(kRecFrameLarge, token_of(c), kLargePayloadBytes,
+                               check_flags(c->part, c->frame_len));
   if (!rec) return false;
   uint32_t len = c->frame_len;
   uint64_t id = engine_->add_large(c->part, len);

@@ -45,6 +45,7 @@ struct EngineOptions {
   uint32_t recv_buffer_bytes = 64u << 10;
   uint32_t recv_buffer_count = 32;
   int backlog = 4096;
+  bool protocol_check = false;           // check protocol headers and CRCs (protocol_check.h)
 };
 
 // The completion block shared with JS.  It outlives the engine while the JS
@@ -67,7 +68,7 @@ class RingWriter {
   void init(uint8_t* header, uint8_t* data, uint32_t size);
   // Room for a record with `payload` bytes: a pointer to write the payload
   // to, or nullptr when the ring is full (the stalled flag is then set).
-  uint8_t* reserve(uint16_t kind, double token, uint32_t payload);
+  uint8_t* reserve(uint16_t kind, double token, uint32_t payload, uint16_t flags = 0);
   // Make everything reserved so far visible to JS.  True if anything was new.
   bool publish();
   uint32_t inline_max() const { return size_ / 4 - kRecordHeaderBytes; }
@@ -125,6 +126,7 @@ class IoThread {
   void set_live(Conn* c, uint32_t gen) { live_[c->slot].store(gen, std::memory_order_release); }
   bool feed(Conn* c, const uint8_t* data, uint32_t n, uint32_t* used);
   bool emit_frame(Conn* c, const uint8_t* p, uint32_t n);
+  uint16_t check_flags(const uint8_t* p, uint32_t n) const;
   bool finish_frame(Conn* c);
   void emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len);
   void request_close(Conn* c, uint32_t reason, int err, uint32_t detail, bool flush);

@@ -10,7 +10,7 @@
 namespace ww {
 
 // Bump on any change below.  TS checks it at load.
-constexpr uint32_t kLayoutVersion = 2;
+constexpr uint32_t kLayoutVersion = 3;
 
 // ---------------------------------------------------------------------------
 // Connection tokens
@@ -111,7 +111,8 @@ constexpr uint32_t kMaxRingBytes = 1u << 30;
 // Ring records
 //
 //   +0  u16 kind
-//   +2  u16 flags (0)
+//   +2  u16 flags: for kRecFrame/kRecFrameLarge with protocolCheck on,
+//       kRecFlagChecked | the check's code (protocol_check.h); else 0
 //   +4  u32 length of the payload that follows (not counting padding)
 //   +8  f64 connection token (0 where none)
 //   +16 payload, then zero padding to the next kRecordAlign boundary
@@ -119,6 +120,7 @@ constexpr uint32_t kMaxRingBytes = 1u << 30;
 constexpr uint32_t kRecordHeaderBytes = 16;
 constexpr uint32_t kRecordAlign = 16;
 constexpr uint32_t kRecKind = 0;
+constexpr uint32_t kRecFlags = 2;
 constexpr uint32_t kRecLength = 4;
 constexpr uint32_t kRecToken = 8;
 
