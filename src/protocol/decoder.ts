@@ -1,0 +1,174 @@
+// decoder.ts - turning one whole frame into a message.  Checks run in the
+// order that spends the least on a bad message:
+//
+//   1. header sanity (readHeader): magic, version, kind, flags, lengths
+//   2. checksum over the wire bytes (before any decompression)
+//   3. limits on the DECLARED sizes (before any allocation)
+//   4. action name (strict UTF-8)
+//   5. decompression, bounded by the declared size (zlib maxOutputLength)
+//   6. strict msgpack scan, then msgpackr straight from the frame slice
+//
+// Every failure is a ProtocolError with a code; nothing untyped escapes.
+// A frame handed to decode() is whole by contract, so a short frame is
+// corrupt (BAD_MESSAGE), never "incomplete"; decodePrefixed() is the entry
+// point for bytes straight off a stream, where INCOMPLETE means "wait".
+
+import { inflateRawSync } from 'node:zlib';
+import { type DecoderOptions, type ResolvedDecoderOptions, resolveDecoderOptions } from './defaults.js';
+import { ErrorCode, ProtocolError } from './errors.js';
+import { type FrameHeader, readHeader, verifyChecksum } from './header.js';
+import { Flag, HEADER_BYTES, type Kind, kindName } from './layout.js';
+import { scanMsgpack, unpackBody } from './msgpack.js';
+import { sliceFrame } from './stream.js';
+
+/** A decoded message. */
+export interface DecodedMessage {
+  kind: Kind;
+  id: number;
+  /** ERROR / GOAWAY code; 0 otherwise. */
+  code: number;
+  /** REQUEST action or PUSH topic; '' when none. */
+  action: string;
+  /** The decoded msgpack body; `undefined` when the message has none. */
+  body: unknown;
+  /** The attachment; empty when none.  A view into the frame unless copyBuffers (or it was compressed). */
+  attachment: Buffer;
+  /** Header flags as received. */
+  flags: number;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const EMPTY: Buffer = Buffer.alloc(0);
+
+function asBuffer(frame: Uint8Array): Buffer {
+  return Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+}
+
+/** Decodes whole frames under one set of validated limits. */
+export class MessageDecoder {
+  readonly options: Readonly<ResolvedDecoderOptions>;
+
+  constructor(options: DecoderOptions = {}) {
+    this.options = Object.freeze(resolveDecoderOptions(options));
+  }
+
+  /**
+   * Decodes the message that fills `frame` exactly (no length prefix).
+   * Throws {@link ProtocolError} for every kind of bad input.
+   */
+  decode(frame: Uint8Array): DecodedMessage {
+    const buf = asBuffer(frame);
+    const h = readHeader(buf);
+    this.check(buf, h);
+    return this.decodeChecked(buf, h);
+  }
+
+  /**
+   * Decodes the prefixed frame at `buf[offset]` and returns it with the
+   * offset just past it.  Throws ProtocolError INCOMPLETE (`incomplete:
+   * true`) when `buf` does not yet hold the whole frame, FRAME_TOO_LARGE
+   * (fatal) for a prefix above `maxFrameBytes`, and the errors of decode().
+   * A zero-length frame decodes to `message: null`.
+   */
+  decodePrefixed(buf: Buffer, offset = 0, maxFrameBytes?: number): { message: DecodedMessage | null; end: number } {
+    const frame = sliceFrame(buf, offset, maxFrameBytes);
+    const end = offset + 4 + frame.length;
+    return { message: frame.length === 0 ? null : this.decode(frame), end };
+  }
+
+  /**
+   * Steps 2-3 for a header already read: checksum presence and value, then the
+   * size limits.  Exposed so a router can reject early without decoding.
+   */
+  check(frame: Uint8Array, h: FrameHeader): void {
+    const o = this.options;
+    const at = { kind: h.kind, requestId: h.kind === 1 ? h.id : 0 };
+    if (h.checksum) {
+      if (!verifyChecksum(frame, h)) {
+        throw new ProtocolError(ErrorCode.BAD_CHECKSUM, `${kindName(h.kind)} ${h.id}: CRC-32 trailer does not match the message`, at);
+      }
+    } else if (o.requireChecksum) {
+      throw new ProtocolError(ErrorCode.CHECKSUM_REQUIRED, `${kindName(h.kind)} ${h.id}: this peer requires a CRC-32 trailer (flag CHECKSUM)`, at);
+    }
+    if (h.bodyLength > o.maxBodyBytes) {
+      throw new ProtocolError(ErrorCode.BODY_TOO_LARGE, `body of ${h.bodyLength} bytes exceeds maxBodyBytes ${o.maxBodyBytes}`, at);
+    }
+    if (h.attachLength > o.maxAttachmentBytes) {
+      throw new ProtocolError(
+        ErrorCode.ATTACHMENT_TOO_LARGE,
+        `attachment of ${h.attachLength} bytes exceeds maxAttachmentBytes ${o.maxAttachmentBytes}`,
+        at,
+      );
+    }
+    const inflated = (h.flags & Flag.BODY_DEFLATE ? h.bodyLength : 0) + (h.flags & Flag.ATTACHMENT_DEFLATE ? h.attachLength : 0);
+    if (inflated > o.maxDecompressedBytes) {
+      throw new ProtocolError(
+        ErrorCode.DECOMPRESSED_TOO_LARGE,
+        `message would decompress to ${inflated} bytes, above maxDecompressedBytes ${o.maxDecompressedBytes}`,
+        at,
+      );
+    }
+  }
+
+  /** Steps 4-6 for a frame that passed readHeader and check. */
+  decodeChecked(buf: Buffer, h: FrameHeader): DecodedMessage {
+    const at = { kind: h.kind, requestId: h.kind === 1 ? h.id : 0 };
+    let action = '';
+    if (h.actionLength > 0) {
+      try {
+        action = utf8.decode(buf.subarray(HEADER_BYTES, h.bodyOffset));
+      } catch (cause) {
+        throw new ProtocolError(ErrorCode.BAD_MESSAGE, 'action name is not valid UTF-8', { ...at, cause });
+      }
+    }
+    let body: unknown;
+    if (h.bodyLength > 0) {
+      let src = buf;
+      let start = h.bodyOffset;
+      let end = h.attachOffset;
+      let copy = this.options.copyBuffers;
+      if (h.flags & Flag.BODY_DEFLATE) {
+        src = inflate(buf.subarray(start, end), h.bodyLength, 'body', at);
+        start = 0;
+        end = src.length;
+        copy = false; // src is a fresh buffer nobody else holds
+      }
+      const bad = scanMsgpack(src, start, end, this.options.maxDepth);
+      if (bad !== null) throw new ProtocolError(ErrorCode.BAD_MESSAGE, `body: ${bad}`, at);
+      try {
+        body = unpackBody(src, start, end, copy);
+      } catch (cause) {
+        // The scan admits only well-formed input, so this is msgpackr refusing
+        // something valid-but-unsupported (e.g. a huge string); still corrupt
+        // for us, never incomplete: the frame is whole.
+        throw new ProtocolError(ErrorCode.BAD_MESSAGE, `body: msgpack decoding failed: ${(cause as Error)?.message ?? cause}`, { ...at, cause });
+      }
+    }
+    let attachment: Buffer = EMPTY;
+    if (h.attachLength > 0) {
+      const wire = buf.subarray(h.attachOffset, h.attachOffset + h.attachWireLength);
+      if (h.flags & Flag.ATTACHMENT_DEFLATE) attachment = inflate(wire, h.attachLength, 'attachment', at);
+      else attachment = this.options.copyBuffers ? Buffer.from(wire) : wire;
+    }
+    return { kind: h.kind, id: h.id, code: h.code, action, body, attachment, flags: h.flags };
+  }
+}
+
+function inflate(wire: Buffer, declared: number, what: string, at: { kind: number; requestId: number }): Buffer {
+  let out: Buffer;
+  try {
+    // maxOutputLength bounds the allocation by the declared (already limited)
+    // size: a bomb stops with ERR_BUFFER_TOO_LARGE after `declared` bytes.
+    out = inflateRawSync(wire, { maxOutputLength: declared });
+  } catch (cause) {
+    const e = cause as NodeJS.ErrnoException;
+    if (e?.code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new ProtocolError(ErrorCode.BAD_MESSAGE, `${what} decompresses to more than its declared ${declared} bytes`, { ...at, cause });
+    }
+    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `${what}: invalid DEFLATE data (${e?.message ?? cause})`, { ...at, cause });
+  }
+  if (out.length !== declared) {
+    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `${what} decompresses to ${out.length} bytes, header declares ${declared}`, at);
+  }
+  return out;
+}
