@@ -40,3 +40,4 @@ export {
   type ServerCodecOptions,
 } from './server.js';
 export { scanMsgpack } from './msgpack.js';
+export { TEST_VECTORS, encodeVector, type TestVector } from './vectors.js';
