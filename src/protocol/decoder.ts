@@ -16,7 +16,7 @@
 import { inflateRawSync } from 'node:zlib';
 import { type DecoderOptions, type ResolvedDecoderOptions, resolveDecoderOptions } from './defaults.js';
 import { ErrorCode, ProtocolError } from './errors.js';
-import { type FrameHeader, readHeader, verifyChecksum } from './header.js';
+import { type FrameHeader, errorContext, readHeader, verifyChecksum } from './header.js';
 import { Flag, HEADER_BYTES, type Kind, kindName } from './layout.js';
 import { scanMsgpack, unpackBody } from './msgpack.js';
 import { sliceFrame } from './stream.js';
@@ -82,7 +82,7 @@ export class MessageDecoder {
    */
   check(frame: Uint8Array, h: FrameHeader): void {
     const o = this.options;
-    const at = { kind: h.kind, requestId: h.kind === 1 ? h.id : 0 };
+    const at = errorContext(h.kind, h.id);
     if (h.checksum) {
       if (!verifyChecksum(frame, h)) {
         throw new ProtocolError(ErrorCode.BAD_CHECKSUM, `${kindName(h.kind)} ${h.id}: CRC-32 trailer does not match the message`, at);
@@ -112,7 +112,7 @@ export class MessageDecoder {
 
   /** Steps 4-6 for a frame that passed readHeader and check. */
   decodeChecked(buf: Buffer, h: FrameHeader): DecodedMessage {
-    const at = { kind: h.kind, requestId: h.kind === 1 ? h.id : 0 };
+    const at = errorContext(h.kind, h.id);
     let action = '';
     if (h.actionLength > 0) {
       try {

@@ -65,7 +65,7 @@ export function readHeader(frame: Uint8Array): FrameHeader {
   }
   const kind = length > Offset.KIND ? (frame[Offset.KIND] as number) : 0;
   const id = length >= Offset.ID + 4 ? u32(frame, Offset.ID) : 0;
-  const at = { kind, requestId: kind === Kind.REQUEST ? id : 0 };
+  const at = errorContext(kind, id);
   if (length < HEADER_BYTES) {
     throw new ProtocolError(ErrorCode.BAD_MESSAGE, `frame of ${length} bytes is shorter than the ${HEADER_BYTES}-byte header`, at);
   }
@@ -109,6 +109,15 @@ export function readHeader(frame: Uint8Array): FrameHeader {
     attachOffset: bodyOffset + bodyWireLength,
     checksum,
   };
+}
+
+/**
+ * The kind and request id a ProtocolError about this message carries: the id
+ * counts as a request id for REQUEST, REPLY and ERROR (where it names a
+ * request), and is 0 for every other kind.
+ */
+export function errorContext(kind: number, id: number): { kind: number; requestId: number } {
+  return { kind, requestId: kind === Kind.REQUEST || kind === Kind.REPLY || kind === Kind.ERROR ? id : 0 };
 }
 
 function checkSection(name: string, deflated: boolean, wire: number, plain: number, at: { kind: number; requestId: number }): void {

@@ -38,7 +38,9 @@ export function answerDecodeError(error: unknown, checksum = false): DecodeError
   if (e.kind === Kind.ERROR || e.kind === Kind.GOAWAY || e.kind === Kind.PONG) {
     return { answer: null, close: false };
   }
-  return { answer: Messages.error(e.requestId, e.code, e.message, undefined, { checksum }), close: false };
+  // Only a REQUEST's id names something the peer waits for.
+  const id = e.kind === Kind.REQUEST ? e.requestId : 0;
+  return { answer: Messages.error(id, e.code, e.message, undefined, { checksum }), close: false };
 }
 
 /** Kinds a server accepts from a client. */
