@@ -1,8 +1,9 @@
 // decoder.ts - turning one whole frame into a message.  Checks run in the
 // order that spends the least on a bad message:
 //
-//   1. header sanity (readHeader): magic, version, kind, flags, lengths
-//   2. checksum over the wire bytes (before any decompression)
+//   1. header sanity (readHeader): magic, version, kind, flags, lengths,
+//      then the checksum over the wire bytes, then the per-kind rules
+//   2. checksum presence when required
 //   3. limits on the DECLARED sizes (before any allocation)
 //   4. action name (strict UTF-8)
 //   5. decompression, bounded by the declared size (zlib maxOutputLength)
@@ -16,7 +17,7 @@
 import { inflateRawSync } from 'node:zlib';
 import { type DecoderOptions, type ResolvedDecoderOptions, resolveDecoderOptions } from './defaults.js';
 import { ErrorCode, ProtocolError } from './errors.js';
-import { type FrameHeader, errorContext, readHeader, verifyChecksum } from './header.js';
+import { type FrameHeader, errorContext, readHeader } from './header.js';
 import { Flag, HEADER_BYTES, type Kind, kindName } from './layout.js';
 import { scanMsgpack, unpackBody } from './msgpack.js';
 import { sliceFrame } from './stream.js';
@@ -77,17 +78,14 @@ export class MessageDecoder {
   }
 
   /**
-   * Steps 2-3 for a header already read: checksum presence and value, then the
-   * size limits.  Exposed so a router can reject early without decoding.
+   * Steps 2-3 for a header already read: checksum presence, then the size
+   * limits.  Exposed so a router can reject early without decoding.
    */
   check(frame: Uint8Array, h: FrameHeader): void {
     const o = this.options;
     const at = errorContext(h.kind, h.id);
-    if (h.checksum) {
-      if (!verifyChecksum(frame, h)) {
-        throw new ProtocolError(ErrorCode.BAD_CHECKSUM, `${kindName(h.kind)} ${h.id}: CRC-32 trailer does not match the message`, at);
-      }
-    } else if (o.requireChecksum) {
+    // readHeader has verified the CRC when one is present.
+    if (!h.checksum && o.requireChecksum) {
       throw new ProtocolError(ErrorCode.CHECKSUM_REQUIRED, `${kindName(h.kind)} ${h.id}: this peer requires a CRC-32 trailer (flag CHECKSUM)`, at);
     }
     if (h.bodyLength > o.maxBodyBytes) {

@@ -51,8 +51,8 @@ function u32(frame: Uint8Array, at: number): number {
  * exactly (a whole frame, without its length prefix).  Throws a
  * {@link ProtocolError}: BAD_MAGIC and UNKNOWN_VERSION are fatal; every other
  * failure carries the request id and kind when they could be read, so the
- * receiver can answer with an ERROR and keep the connection.  Does not verify
- * the checksum (see {@link verifyChecksum}).
+ * receiver can answer with an ERROR and keep the connection.  Verifies the
+ * CRC-32 trailer when the CHECKSUM flag is set (BAD_CHECKSUM).
  */
 export function readHeader(frame: Uint8Array): FrameHeader {
   const length = frame.length;
@@ -90,6 +90,14 @@ export function readHeader(frame: Uint8Array): FrameHeader {
       `lengths disagree: the header declares a ${declared}-byte message but the frame has ${length} bytes`,
       at,
     );
+  }
+  // The CRC comes before the finer rules so a damaged field is reported as
+  // what it is (BAD_CHECKSUM) rather than as the rule it happens to break.
+  if (checksum) {
+    const end = length - CHECKSUM_BYTES;
+    if (checksumOf(frame, end) !== u32(frame, end)) {
+      throw new ProtocolError(ErrorCode.BAD_CHECKSUM, `${kindName(kind)} ${id}: CRC-32 trailer does not match the message`, at);
+    }
   }
   checkSection('body', (flags & Flag.BODY_DEFLATE) !== 0, bodyWireLength, bodyLength, at);
   checkSection('attachment', (flags & Flag.ATTACHMENT_DEFLATE) !== 0, attachWireLength, attachLength, at);
