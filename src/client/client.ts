@@ -108,6 +108,7 @@ export class Client extends EventEmitter {
   #nextPingId = 1;
   #corked = false;
   #goAway: GoAway | null = null;
+  #fatal: ProtocolError | null = null; // the server broke the protocol: do not reconnect
   #attempt = 0;
   #reconnectTimer: NodeJS.Timeout | null = null;
   #iterators = new Set<PushQueue>();
@@ -333,6 +334,7 @@ export class Client extends EventEmitter {
     const socket = netConnect({ host: o.host, port: o.port, noDelay: o.noDelay });
     this.#socket = socket;
     this.#goAway = null;
+    this.#fatal = null;
     let opened = false;
     const timer = setTimeout(() => {
       socket.destroy(new ProtocolError(ErrorCode.NOT_CONNECTED, `could not connect to ${o.host}:${o.port} within ${o.connectTimeout} ms`));
@@ -356,6 +358,7 @@ export class Client extends EventEmitter {
         reader.push(chunk);
       } catch (error) {
         // FRAME_TOO_LARGE: the framing is broken, nothing after it can be trusted.
+        this.#fatal = error as ProtocolError;
         this.emit('protocolError', error);
         socket.destroy();
       }
@@ -385,7 +388,8 @@ export class Client extends EventEmitter {
       this.#failInFlight(new ProtocolError(ErrorCode.CONNECTION_CLOSED, `connection closed ${why}`, { cause: lastError }));
       if (this.#state === 'closed') return; // close() handles the rest
       this.emit('disconnect', lastError);
-      const retryable = goAway === null || goAway.code === ErrorCode.NONE || goAway.code === ErrorCode.SHUTTING_DOWN;
+      const retryable =
+        this.#fatal === null && (goAway === null || goAway.code === ErrorCode.NONE || goAway.code === ErrorCode.SHUTTING_DOWN);
       if (o.reconnect !== null && retryable) this.#scheduleReconnect(lastError);
       else this.#finalClose();
     });
@@ -487,6 +491,7 @@ export class Client extends EventEmitter {
   #onBadMessage(error: ProtocolError): void {
     if (error.fatal) {
       // Not our protocol or version: tell the server why and hang up.
+      this.#fatal = error;
       this.emit('protocolError', error);
       const socket = this.#socket;
       if (socket) {
