@@ -83,19 +83,18 @@ export class MessageDecoder {
    */
   check(frame: Uint8Array, h: FrameHeader): void {
     const o = this.options;
-    const at = errorContext(h.kind, h.id);
     // readHeader has verified the CRC when one is present.
     if (!h.checksum && o.requireChecksum) {
-      throw new ProtocolError(ErrorCode.CHECKSUM_REQUIRED, `${kindName(h.kind)} ${h.id}: this peer requires a CRC-32 trailer (flag CHECKSUM)`, at);
+      throw new ProtocolError(ErrorCode.CHECKSUM_REQUIRED, `${kindName(h.kind)} ${h.id}: this peer requires a CRC-32 trailer (flag CHECKSUM)`, errorContext(h.kind, h.id));
     }
     if (h.bodyLength > o.maxBodyBytes) {
-      throw new ProtocolError(ErrorCode.BODY_TOO_LARGE, `body of ${h.bodyLength} bytes exceeds maxBodyBytes ${o.maxBodyBytes}`, at);
+      throw new ProtocolError(ErrorCode.BODY_TOO_LARGE, `body of ${h.bodyLength} bytes exceeds maxBodyBytes ${o.maxBodyBytes}`, errorContext(h.kind, h.id));
     }
     if (h.attachLength > o.maxAttachmentBytes) {
       throw new ProtocolError(
         ErrorCode.ATTACHMENT_TOO_LARGE,
         `attachment of ${h.attachLength} bytes exceeds maxAttachmentBytes ${o.maxAttachmentBytes}`,
-        at,
+        errorContext(h.kind, h.id),
       );
     }
     const inflated = (h.flags & Flag.BODY_DEFLATE ? h.bodyLength : 0) + (h.flags & Flag.ATTACHMENT_DEFLATE ? h.attachLength : 0);
@@ -103,20 +102,19 @@ export class MessageDecoder {
       throw new ProtocolError(
         ErrorCode.DECOMPRESSED_TOO_LARGE,
         `message would decompress to ${inflated} bytes, above maxDecompressedBytes ${o.maxDecompressedBytes}`,
-        at,
+        errorContext(h.kind, h.id),
       );
     }
   }
 
   /** Steps 4-6 for a frame that passed readHeader and check. */
   decodeChecked(buf: Buffer, h: FrameHeader): DecodedMessage {
-    const at = errorContext(h.kind, h.id);
     let action = '';
     if (h.actionLength > 0) {
       try {
         action = utf8.decode(buf.subarray(HEADER_BYTES, h.bodyOffset));
       } catch (cause) {
-        throw new ProtocolError(ErrorCode.BAD_MESSAGE, 'action name is not valid UTF-8', { ...at, cause });
+        throw new ProtocolError(ErrorCode.BAD_MESSAGE, 'action name is not valid UTF-8', { ...errorContext(h.kind, h.id), cause });
       }
     }
     let body: unknown;
@@ -126,33 +124,33 @@ export class MessageDecoder {
       let end = h.attachOffset;
       let copy = this.options.copyBuffers;
       if (h.flags & Flag.BODY_DEFLATE) {
-        src = inflate(buf.subarray(start, end), h.bodyLength, 'body', at);
+        src = inflate(buf.subarray(start, end), h.bodyLength, 'body', h);
         start = 0;
         end = src.length;
         copy = false; // src is a fresh buffer nobody else holds
       }
       const bad = scanMsgpack(src, start, end, this.options.maxDepth);
-      if (bad !== null) throw new ProtocolError(ErrorCode.BAD_MESSAGE, `body: ${bad}`, at);
+      if (bad !== null) throw new ProtocolError(ErrorCode.BAD_MESSAGE, `body: ${bad}`, errorContext(h.kind, h.id));
       try {
         body = unpackBody(src, start, end, copy);
       } catch (cause) {
         // The scan admits only well-formed input, so this is msgpackr refusing
         // something valid-but-unsupported (e.g. a huge string); still corrupt
         // for us, never incomplete: the frame is whole.
-        throw new ProtocolError(ErrorCode.BAD_MESSAGE, `body: msgpack decoding failed: ${(cause as Error)?.message ?? cause}`, { ...at, cause });
+        throw new ProtocolError(ErrorCode.BAD_MESSAGE, `body: msgpack decoding failed: ${(cause as Error)?.message ?? cause}`, { ...errorContext(h.kind, h.id), cause });
       }
     }
     let attachment: Buffer = EMPTY;
     if (h.attachLength > 0) {
       const wire = buf.subarray(h.attachOffset, h.attachOffset + h.attachWireLength);
-      if (h.flags & Flag.ATTACHMENT_DEFLATE) attachment = inflate(wire, h.attachLength, 'attachment', at);
+      if (h.flags & Flag.ATTACHMENT_DEFLATE) attachment = inflate(wire, h.attachLength, 'attachment', h);
       else attachment = this.options.copyBuffers ? Buffer.from(wire) : wire;
     }
     return { kind: h.kind, id: h.id, code: h.code, action, body, attachment, flags: h.flags };
   }
 }
 
-function inflate(wire: Buffer, declared: number, what: string, at: { kind: number; requestId: number }): Buffer {
+function inflate(wire: Buffer, declared: number, what: string, h: FrameHeader): Buffer {
   let out: Buffer;
   try {
     // maxOutputLength bounds the allocation by the declared (already limited)
@@ -161,12 +159,12 @@ function inflate(wire: Buffer, declared: number, what: string, at: { kind: numbe
   } catch (cause) {
     const e = cause as NodeJS.ErrnoException;
     if (e?.code === 'ERR_BUFFER_TOO_LARGE') {
-      throw new ProtocolError(ErrorCode.BAD_MESSAGE, `${what} decompresses to more than its declared ${declared} bytes`, { ...at, cause });
+      throw new ProtocolError(ErrorCode.BAD_MESSAGE, `${what} decompresses to more than its declared ${declared} bytes`, { ...errorContext(h.kind, h.id), cause });
     }
-    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `${what}: invalid DEFLATE data (${e?.message ?? cause})`, { ...at, cause });
+    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `${what}: invalid DEFLATE data (${e?.message ?? cause})`, { ...errorContext(h.kind, h.id), cause });
   }
   if (out.length !== declared) {
-    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `${what} decompresses to ${out.length} bytes, header declares ${declared}`, at);
+    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `${what} decompresses to ${out.length} bytes, header declares ${declared}`, errorContext(h.kind, h.id));
   }
   return out;
 }

@@ -65,16 +65,15 @@ export function readHeader(frame: Uint8Array): FrameHeader {
   }
   const kind = length > Offset.KIND ? (frame[Offset.KIND] as number) : 0;
   const id = length >= Offset.ID + 4 ? u32(frame, Offset.ID) : 0;
-  const at = errorContext(kind, id);
   if (length < HEADER_BYTES) {
-    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `frame of ${length} bytes is shorter than the ${HEADER_BYTES}-byte header`, at);
+    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `frame of ${length} bytes is shorter than the ${HEADER_BYTES}-byte header`, errorContext(kind, id));
   }
-  if (kind === 0 || kind > MAX_KIND) throw new ProtocolError(ErrorCode.UNKNOWN_KIND, `unknown message kind ${kind}`, at);
+  if (kind === 0 || kind > MAX_KIND) throw new ProtocolError(ErrorCode.UNKNOWN_KIND, `unknown message kind ${kind}`, errorContext(kind, id));
   const flags = frame[Offset.FLAGS] as number;
   if ((flags & ~KNOWN_FLAGS) !== 0) {
-    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `unknown flag bits 0x${(flags & ~KNOWN_FLAGS).toString(16)}`, at);
+    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `unknown flag bits 0x${(flags & ~KNOWN_FLAGS).toString(16)}`, errorContext(kind, id));
   }
-  if (frame[Offset.RESERVED] !== 0) throw new ProtocolError(ErrorCode.BAD_MESSAGE, 'reserved header byte 11 is not zero', at);
+  if (frame[Offset.RESERVED] !== 0) throw new ProtocolError(ErrorCode.BAD_MESSAGE, 'reserved header byte 11 is not zero', errorContext(kind, id));
   const code = (frame[Offset.CODE] as number) | ((frame[Offset.CODE + 1] as number) << 8);
   const actionLength = frame[Offset.ACTION_LENGTH] as number;
   const bodyWireLength = u32(frame, Offset.BODY_WIRE_LENGTH);
@@ -88,7 +87,7 @@ export function readHeader(frame: Uint8Array): FrameHeader {
     throw new ProtocolError(
       ErrorCode.BAD_MESSAGE,
       `lengths disagree: the header declares a ${declared}-byte message but the frame has ${length} bytes`,
-      at,
+      errorContext(kind, id),
     );
   }
   // The CRC comes before the finer rules so a damaged field is reported as
@@ -96,12 +95,12 @@ export function readHeader(frame: Uint8Array): FrameHeader {
   if (checksum) {
     const end = length - CHECKSUM_BYTES;
     if (checksumOf(frame, end) !== u32(frame, end)) {
-      throw new ProtocolError(ErrorCode.BAD_CHECKSUM, `${kindName(kind)} ${id}: CRC-32 trailer does not match the message`, at);
+      throw new ProtocolError(ErrorCode.BAD_CHECKSUM, `${kindName(kind)} ${id}: CRC-32 trailer does not match the message`, errorContext(kind, id));
     }
   }
-  checkSection('body', (flags & Flag.BODY_DEFLATE) !== 0, bodyWireLength, bodyLength, at);
-  checkSection('attachment', (flags & Flag.ATTACHMENT_DEFLATE) !== 0, attachWireLength, attachLength, at);
-  checkKindRules(kind as Kind, id, code, actionLength, bodyLength, attachLength, at);
+  checkSection('body', (flags & Flag.BODY_DEFLATE) !== 0, bodyWireLength, bodyLength, kind, id);
+  checkSection('attachment', (flags & Flag.ATTACHMENT_DEFLATE) !== 0, attachWireLength, attachLength, kind, id);
+  checkKindRules(kind as Kind, id, code, actionLength, bodyLength, attachLength);
   const bodyOffset = HEADER_BYTES + actionLength;
   return {
     kind: kind as Kind,
@@ -128,13 +127,13 @@ export function errorContext(kind: number, id: number): { kind: number; requestI
   return { kind, requestId: kind === Kind.REQUEST || kind === Kind.REPLY || kind === Kind.ERROR ? id : 0 };
 }
 
-function checkSection(name: string, deflated: boolean, wire: number, plain: number, at: { kind: number; requestId: number }): void {
+function checkSection(name: string, deflated: boolean, wire: number, plain: number, kind: number, id: number): void {
   if (!deflated) {
     if (wire !== plain) {
-      throw new ProtocolError(ErrorCode.BAD_MESSAGE, `uncompressed ${name}: wire length ${wire} differs from length ${plain}`, at);
+      throw new ProtocolError(ErrorCode.BAD_MESSAGE, `uncompressed ${name}: wire length ${wire} differs from length ${plain}`, errorContext(kind, id));
     }
   } else if (wire === 0 || plain === 0) {
-    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `compressed ${name} must have non-zero lengths (wire ${wire}, length ${plain})`, at);
+    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `compressed ${name} must have non-zero lengths (wire ${wire}, length ${plain})`, errorContext(kind, id));
   }
 }
 
@@ -145,11 +144,10 @@ function checkKindRules(
   actionLength: number,
   bodyLength: number,
   attachLength: number,
-  at: { kind: number; requestId: number },
 ): void {
   const name = kindName(kind);
   const fail = (what: string): never => {
-    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `${name} ${what}`, at);
+    throw new ProtocolError(ErrorCode.BAD_MESSAGE, `${name} ${what}`, errorContext(kind, id));
   };
   const hasAction = kind === Kind.REQUEST || kind === Kind.PUSH;
   const hasCode = kind === Kind.ERROR || kind === Kind.GOAWAY;

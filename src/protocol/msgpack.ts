@@ -56,6 +56,8 @@ export function unpackBody(buf: Buffer, start: number, end: number, copy: boolea
   return (copy ? unpackrCopy : unpackrView).unpack(buf, { start, end });
 }
 
+let scanStack = new Float64Array(64);
+
 /** Result of scanMsgpack: null when the bytes are one valid value, else why not. */
 export type ScanFailure = string | null;
 
@@ -67,11 +69,15 @@ export type ScanFailure = string | null;
 export function scanMsgpack(buf: Uint8Array, start: number, end: number, maxDepth: number): ScanFailure {
   let pos = start;
   let remaining = 1; // values still to read at the current level
-  const stack: number[] = []; // remaining counts of the enclosing levels
+  // Remaining counts of the enclosing levels, in a module-scope array that
+  // is reused by every scan (the scan never re-enters itself).
+  if (scanStack.length < maxDepth) scanStack = new Float64Array(maxDepth);
+  const stack = scanStack;
+  let depth = 0;
   for (;;) {
     if (remaining === 0) {
-      if (stack.length === 0) break;
-      remaining = stack.pop() as number;
+      if (depth === 0) break;
+      remaining = stack[--depth] as number;
       continue;
     }
     if (pos >= end) return `msgpack ends early at byte ${pos - start}`;
@@ -138,8 +144,8 @@ export function scanMsgpack(buf: Uint8Array, start: number, end: number, maxDept
     } else if (items > 0) {
       // Every item takes at least one byte, so a count above the bytes left is corrupt.
       if (items > end - pos) return `msgpack container at byte ${pos - start} declares ${items} items but only ${end - pos} bytes remain`;
-      if (stack.length >= maxDepth) return `msgpack nesting deeper than maxDepth ${maxDepth}`;
-      stack.push(remaining);
+      if (depth >= maxDepth) return `msgpack nesting deeper than maxDepth ${maxDepth}`;
+      stack[depth++] = remaining;
       remaining = items;
     }
   }
