@@ -53,6 +53,16 @@ describe('every kind round-trips through the encoder and decoder', () => {
   }
 });
 
+test('3000 distinct action names (ASCII and not) decode to themselves, however decoded names are cached', () => {
+  for (let i = 0; i < 3000; i++) {
+    const action = i % 3 === 0 ? `añción-${i}` : `action.${i}`;
+    expect(decoder.decode(encoder.encode(Messages.request(1, action))).action).toBe(action);
+  }
+  // Same lengths, different bytes, decoded back to back.
+  expect(decoder.decode(encoder.encode(Messages.request(1, 'ab'))).action).toBe('ab');
+  expect(decoder.decode(encoder.encode(Messages.request(1, 'ba'))).action).toBe('ba');
+});
+
 describe('attachments and compression', () => {
   for (const size of [0, 1, 255, 256, 65_536, 3 * 1024 * 1024]) {
     for (const compress of [false, true, 'body', 'attachment'] as const) {

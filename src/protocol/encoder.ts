@@ -163,24 +163,44 @@ export class MessageEncoder {
     out[at + Offset.VERSION] = VERSION;
     out[at + Offset.KIND] = msg.kind;
     out[at + Offset.FLAGS] = p.flags;
-    out.writeUInt32LE((msg.id ?? 0) >>> 0, at + Offset.ID);
-    out.writeUInt16LE((msg.code ?? 0) & 0xffff, at + Offset.CODE);
+    putU32(out, at + Offset.ID, (msg.id ?? 0) >>> 0);
+    const code = (msg.code ?? 0) & 0xffff;
+    out[at + Offset.CODE] = code & 0xff;
+    out[at + Offset.CODE + 1] = code >>> 8;
     out[at + Offset.ACTION_LENGTH] = p.actionLength;
     out[at + Offset.RESERVED] = 0;
-    out.writeUInt32LE(p.body.length, at + Offset.BODY_WIRE_LENGTH);
-    out.writeUInt32LE(p.bodyLength, at + Offset.BODY_LENGTH);
-    out.writeUInt32LE(p.attach.length, at + Offset.ATTACH_WIRE_LENGTH);
-    out.writeUInt32LE(p.attachLength, at + Offset.ATTACH_LENGTH);
+    putU32(out, at + Offset.BODY_WIRE_LENGTH, p.body.length);
+    putU32(out, at + Offset.BODY_LENGTH, p.bodyLength);
+    putU32(out, at + Offset.ATTACH_WIRE_LENGTH, p.attach.length);
+    putU32(out, at + Offset.ATTACH_LENGTH, p.attachLength);
     let pos = at + HEADER_BYTES;
-    if (p.actionLength > 0) pos += out.write(p.action, pos, p.actionLength, 'utf8');
-    out.set(p.body, pos);
-    pos += p.body.length;
-    out.set(p.attach, pos);
-    pos += p.attach.length;
-    if (msg.checksum) {
-      out.writeUInt32LE(checksumOf(out.subarray(at), pos - at), pos);
+    if (p.actionLength > 0) {
+      const action = p.action;
+      if (action.length === p.actionLength) {
+        // ASCII (one byte per UTF-16 unit): a plain loop beats Buffer#write for short names.
+        for (let i = 0; i < action.length; i++) out[pos + i] = action.charCodeAt(i);
+        pos += action.length;
+      } else pos += out.write(action, pos, p.actionLength, 'utf8');
     }
+    pos = copyInto(out, pos, p.body);
+    pos = copyInto(out, pos, p.attach);
+    if (msg.checksum) putU32(out, pos, checksumOf(out.subarray(at), pos - at));
   }
+}
+
+function putU32(out: Uint8Array, at: number, value: number): void {
+  out[at] = value & 0xff;
+  out[at + 1] = (value >>> 8) & 0xff;
+  out[at + 2] = (value >>> 16) & 0xff;
+  out[at + 3] = value >>> 24;
+}
+
+/** Copies `src` to `out[pos]`; small sections by hand (TypedArray#set has a fixed cost). */
+function copyInto(out: Uint8Array, pos: number, src: Uint8Array): number {
+  const n = src.length;
+  if (n < 64) for (let i = 0; i < n; i++) out[pos + i] = src[i] as number;
+  else out.set(src, pos);
+  return pos + n;
 }
 
 // ---------------------------------------------------------------------------
