@@ -114,3 +114,12 @@ test('ping while not connected rejects with NOT_CONNECTED', async () => {
   await client.close();
   await expect(client.ping()).rejects.toMatchObject({ code: ErrorCode.NOT_CONNECTED });
 });
+
+test('a ping the server never answers rejects with TIMEOUT', async () => {
+  const { port, seen } = await rawServer(() => {});
+  const client = await connect({ port });
+  const err = await client.ping({ timeout: 30 }).catch((e) => e);
+  expect(err.code).toBe(ErrorCode.TIMEOUT);
+  expect(seen.some((m) => m.kind === Kind.PING)).toBe(true);
+  await client.close();
+});

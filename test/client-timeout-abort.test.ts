@@ -72,3 +72,12 @@ test('ping resolves with a non-negative round-trip time', async () => {
   expect(typeof ms).toBe('number');
   expect(ms).toBeGreaterThanOrEqual(0);
 });
+
+test('a ping can be aborted before it is sent, and aborting after it settled changes nothing', async () => {
+  const err = await client.ping({ signal: AbortSignal.abort() }).catch((e) => e);
+  expect(err.code).toBe(ErrorCode.ABORTED);
+  const ac = new AbortController();
+  const ms = await client.ping({ signal: ac.signal, timeout: 1000 });
+  ac.abort(); // after it settled: nothing happens
+  expect(ms).toBeGreaterThanOrEqual(0);
+});

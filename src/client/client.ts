@@ -139,6 +139,15 @@ export class Client extends EventEmitter {
     return this.#pending.size;
   }
 
+  /**
+   * Bytes written to the socket and not yet handed to the kernel.  The
+   * client does not bound this: a caller that sends faster than the network
+   * drains should watch it (or `inFlight`) and wait.
+   */
+  get bufferedBytes(): number {
+    return this.#socket?.writableLength ?? 0;
+  }
+
   /** The last GOAWAY received on the current or last connection, if any. */
   get goAway(): GoAway | null {
     return this.#goAway;
@@ -224,16 +233,32 @@ export class Client extends EventEmitter {
       }
       const id = this.#nextPingId;
       this.#nextPingId = id === 0xffff_ffff ? 1 : id + 1;
-      const p: PendingPing = { resolve, reject, start: performance.now(), timer: null };
+      const signal = options.signal;
+      const onAbort = (): void => fail(new ProtocolError(ErrorCode.ABORTED, `ping ${id} aborted`, { cause: signal?.reason }));
+      const cleanup = (): void => {
+        if (p.timer) clearTimeout(p.timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const p: PendingPing = {
+        resolve: (ms) => {
+          cleanup();
+          resolve(ms);
+        },
+        reject: (error) => {
+          cleanup();
+          reject(error);
+        },
+        start: performance.now(),
+        timer: null,
+      };
       const timeout = options.timeout ?? this.options.requestTimeout;
       const fail = (error: ProtocolError): void => {
         if (this.#pings.get(id) !== p) return;
         this.#pings.delete(id);
-        if (p.timer) clearTimeout(p.timer);
-        reject(error);
+        p.reject(error);
       };
       if (timeout > 0) p.timer = setTimeout(() => fail(new ProtocolError(ErrorCode.TIMEOUT, `ping ${id} got no PONG within ${timeout} ms`)), timeout);
-      options.signal?.addEventListener('abort', () => fail(new ProtocolError(ErrorCode.ABORTED, `ping ${id} aborted`)), { once: true });
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.#pings.set(id, p);
       this.#write(this.#encoder.encodePrefixed(Messages.ping(id)));
     });
@@ -428,7 +453,6 @@ export class Client extends EventEmitter {
     }
     for (const [id, p] of this.#pings) {
       this.#pings.delete(id);
-      if (p.timer) clearTimeout(p.timer);
       p.reject(new ProtocolError(error.code, error.message, { cause: error.cause }));
     }
   }
@@ -472,7 +496,6 @@ export class Client extends EventEmitter {
         const p = this.#pings.get(msg.id);
         if (p) {
           this.#pings.delete(msg.id);
-          if (p.timer) clearTimeout(p.timer);
           p.resolve(performance.now() - p.start);
         }
         break;
