@@ -22,7 +22,7 @@ import { type Socket, connect as netConnect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { CompressOption } from '../protocol/encoder.js';
 import { MessageDecoder, type DecodedMessage } from '../protocol/decoder.js';
-import { MessageEncoder, Messages, type OutgoingMessage } from '../protocol/encoder.js';
+import { MessageEncoder, Messages } from '../protocol/encoder.js';
 import { ErrorCode, ProtocolError } from '../protocol/errors.js';
 import { Kind } from '../protocol/layout.js';
 import { assertFromServer } from '../protocol/server.js';

@@ -60,7 +60,7 @@ export class MessageDecoder {
   decode(frame: Uint8Array): DecodedMessage {
     const buf = asBuffer(frame);
     const h = readHeader(buf);
-    this.check(buf, h);
+    this.check(h);
     return this.decodeChecked(buf, h);
   }
 
@@ -81,7 +81,7 @@ export class MessageDecoder {
    * Steps 2-3 for a header already read: checksum presence, then the size
    * limits.  Exposed so a router can reject early without decoding.
    */
-  check(frame: Uint8Array, h: FrameHeader): void {
+  check(h: FrameHeader): void {
     const o = this.options;
     // readHeader has verified the CRC when one is present.
     if (!h.checksum && o.requireChecksum) {
