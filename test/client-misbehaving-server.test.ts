@@ -13,6 +13,7 @@ import {
   Messages,
   ProtocolError,
 } from '../src/protocol/index.js';
+import { waitFor } from './fixtures/wait.js';
 
 const encoder = new MessageEncoder();
 const decoder = new MessageDecoder();
@@ -83,9 +84,8 @@ test('the client answers a server PING with a PONG carrying the same id', async 
   });
   const client = await connect({ port });
   await client.request('x');
-  await new Promise((r) => setTimeout(r, 30));
   expect(pinged).not.toBeNull();
-  expect(seen.some((m) => m.kind === Kind.PONG && m.id === 99)).toBe(true);
+  await waitFor(() => seen.some((m) => m.kind === Kind.PONG && m.id === 99), 'the PONG');
   await client.close();
 });
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { connect, type Client, type Push } from '../src/client/index.js';
 import { ReferenceServer } from './fixtures/protocol-server.js';
+import { waitFor } from './fixtures/wait.js';
 
 let server: ReferenceServer;
 let client: Client;
@@ -18,12 +19,8 @@ test("pushes queued during a turn are observed after that turn's reply, in order
   const log: string[] = [];
   const onPush = (p: Push<{ i: number }>): void => void log.push(`${p.topic}${p.body.i}`);
   client.on('push', onPush);
-  const done = new Promise<void>((resolve) => {
-    const check = (): void => (log.length === 6 ? resolve() : void setTimeout(check, 5));
-    check();
-  });
   await client.request<{ pushed: number }>('push', { count: 5, topic: 'p' }).then((r) => log.push(`reply${r.body.pushed}`));
-  await done;
+  await waitFor(() => log.length === 6, 'five pushes');
   client.off('push', onPush);
   expect(log).toEqual(['reply5', 'p0', 'p1', 'p2', 'p3', 'p4']);
 });
@@ -37,7 +34,7 @@ test('pipelined requests: replies and pushes are observed in wire order', async 
     client.request('echo', 'x').then(() => log.push('r2')),
     client.request('push', { count: 3, topic: 'b' }).then(() => log.push('r3')),
   ]);
-  await new Promise((r) => setTimeout(r, 20));
+  await waitFor(() => log.length === 8, 'three replies and five pushes');
   client.off('push', onPush);
   expect(log).toEqual(['r1', 'a0', 'a1', 'r2', 'r3', 'b0', 'b1', 'b2']);
 });
@@ -63,8 +60,10 @@ test('an iterator that falls behind by more than maxQueuedPushes fails with OVER
   const c = await connect({ port: server.port, maxQueuedPushes: 10 });
   try {
     const iterator = c.pushes();
+    let pushes = 0;
+    c.on('push', () => pushes++);
     await c.request('push', { count: 20 });
-    await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => pushes === 20, 'twenty pushes');
     // The queue overflowed: it was cleared and the iterator reports why.
     await expect(iterator.next()).rejects.toMatchObject({ codeName: 'OVERLOADED' });
     expect(await iterator.next()).toEqual({ value: undefined, done: true });

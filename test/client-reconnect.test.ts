@@ -3,6 +3,7 @@ import { afterEach, expect, test } from 'vitest';
 import { Client, connect } from '../src/client/index.js';
 import { ErrorCode } from '../src/protocol/index.js';
 import { ReferenceServer } from './fixtures/protocol-server.js';
+import { waitFor } from './fixtures/wait.js';
 
 const cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -20,7 +21,7 @@ test('without reconnect (the default), a dropped connection rejects every reques
   const { server, client } = await setup();
   const closed = once(client, 'close');
   const inFlight = [client.request('delay', { ms: 500 }), client.request('echo', 1), client.request('echo', 2)];
-  await new Promise((r) => setTimeout(r, 20));
+  await waitFor(() => server.seen.length === 3, 'the requests at the server');
   server.dropAll();
   const results = await Promise.allSettled(inFlight);
   for (const r of results) {
@@ -40,7 +41,7 @@ test('with reconnect, in-flight requests are rejected, the client reconnects, an
   client.on('reconnecting', ({ attempt }) => events.push(`reconnecting ${attempt}`));
   client.on('connect', () => events.push('connect'));
   const pending = client.request('delay', { ms: 500 });
-  await new Promise((r) => setTimeout(r, 20));
+  await waitFor(() => server.seen.length === 1, 'the request at the server');
   server.dropAll();
   const err = await pending.catch((e) => e);
   expect(err.code).toBe(ErrorCode.CONNECTION_CLOSED);
@@ -83,13 +84,12 @@ test('close() rejects requests in flight, tells the server with GOAWAY and ends 
   const iterator = client.pushes();
   const next = iterator.next();
   const pending = client.request('delay', { ms: 500 }).catch((e) => e);
-  await new Promise((r) => setTimeout(r, 20));
+  await waitFor(() => server.seen.length === 1, 'the request at the server');
   await client.close();
   expect((await pending).code).toBe(ErrorCode.CONNECTION_CLOSED);
   expect(await next).toEqual({ value: undefined, done: true });
   expect(client.state).toBe('closed');
-  await new Promise((r) => setTimeout(r, 20));
-  expect(server.seen.some((s) => s.kind === 7)).toBe(true);
+  await waitFor(() => server.seen.some((s) => s.kind === 7), 'the GOAWAY at the server');
 });
 
 test('connect() rejects when nothing listens, whatever reconnect says', async () => {
