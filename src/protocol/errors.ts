@@ -72,7 +72,7 @@ export function isFatalCode(code: number): boolean {
 
 /** Extra facts attached to a ProtocolError. */
 export interface ProtocolErrorInit {
-  /** The request id the problem concerns (0 when none or unreadable). */
+  /** The request id the problem concerns: the id of a REQUEST, REPLY or ERROR message (0 when none or unreadable). */
   requestId?: number;
   /** The kind byte of the offending message, when it could be read (else 0). */
   kind?: number;
@@ -101,7 +101,7 @@ export class ProtocolError extends Error {
   readonly incomplete: boolean;
   /** True when the connection must be closed (BAD_MAGIC, UNKNOWN_VERSION, FRAME_TOO_LARGE). */
   readonly fatal: boolean;
-  /** Request id the error concerns; 0 when none. */
+  /** Request id the error concerns (from a REQUEST, REPLY or ERROR message); 0 when none. */
   readonly requestId: number;
   /** Kind byte of the offending message, 0 when unknown. */
   readonly kind: number;
