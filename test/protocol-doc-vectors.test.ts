@@ -12,8 +12,8 @@ import {
   encodeVector,
   readHeader,
 } from '../src/protocol/index.js';
-// @ts-expect-error - plain ESM helper shared with scripts/protocol-vectors.mjs
-import { parseHex, renderVectors, renderWorkedExample } from '../scripts/protocol-vectors-render.mjs';
+// @ts-expect-error - plain ESM helper shared with test/tools/protocol-vectors.mjs
+import { parseHex, renderVectors, renderWorkedExample } from './tools/protocol-vectors-render.mjs';
 
 const protocolDoc = readFileSync(new URL('../docs/protocol.md', import.meta.url), 'utf8');
 const clientDoc = readFileSync(new URL('../docs/client.md', import.meta.url), 'utf8');

@@ -62,6 +62,9 @@ ProtoCode protocol_check(const uint8_t* p, size_t n) {
   const uint64_t bw = le32(p + 12), bl = le32(p + 16), aw = le32(p + 20), al = le32(p + 24);
   const bool checksum = flags & kProtoFlagChecksum;
   if (kProtoHeaderBytes + action + bw + aw + (checksum ? 4 : 0) != n) return kProtoBadMessage;
+  // The CRC before the finer rules, as docs/protocol.md orders them: a
+  // damaged field is reported as damage, not as the rule it happens to break.
+  if (checksum && crc32(p, n - 4) != le32(p + n - 4)) return kProtoBadChecksum;
   if (flags & kProtoFlagBodyDeflate) {
     if (bw == 0 || bl == 0) return kProtoBadMessage;
   } else if (bw != bl) {
@@ -72,7 +75,6 @@ ProtoCode protocol_check(const uint8_t* p, size_t n) {
   } else if (aw != al) {
     return kProtoBadMessage;
   }
-  if (checksum && crc32(p, n - 4) != le32(p + n - 4)) return kProtoBadChecksum;
   return kProtoOk;
 }
 

@@ -1,5 +1,5 @@
 // vectors.ts - the test vectors printed in docs/protocol.md.  The document's
-// hex is generated from these by scripts/protocol-vectors.mjs and checked
+// hex is generated from these by test/tools/protocol-vectors.mjs and checked
 // against the encoder by test/protocol-doc-vectors.test.ts, so the document
 // cannot drift from the code.  Other implementations can use them as a
 // conformance suite.

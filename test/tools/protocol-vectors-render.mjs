@@ -1,5 +1,5 @@
 // Rendering of the protocol test vectors as Markdown, shared by
-// scripts/protocol-vectors.mjs (which writes docs/protocol.md) and
+// test/tools/protocol-vectors.mjs (which writes docs/protocol.md) and
 // test/protocol-doc-vectors.test.ts (which checks it).  Pure functions: they
 // take the vectors and the encoder as arguments.
 
