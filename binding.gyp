@@ -20,6 +20,7 @@
       "sources": [
         "native/src/addon.cc",
         "native/src/engine.cc",
+        "native/src/framer.cc",
         "native/src/protocol_check.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -15,10 +15,6 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free, "ring counters must be
 
 namespace {
 
-inline uint32_t load_le32(const uint8_t* p) {
-  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
-}
-
 inline std::atomic<uint32_t>* atomic_at(uint8_t* base, uint32_t off) {
   return reinterpret_cast<std::atomic<uint32_t>*>(base + off);
 }
@@ -132,7 +128,7 @@ IoThread::~IoThread() {
     Conn* chunk = chunks_[i].load(std::memory_order_relaxed);
     if (!chunk) continue;
     for (uint32_t j = 0; j < kChunkSlots; ++j) {
-      reset_framer(&chunk[j]);
+      framer_reset(&chunk[j]);
       chunk[j].sending.reset();
       chunk[j].queued.reset();
     }
@@ -161,8 +157,8 @@ bool IoThread::start(std::string* err) {
   uint8_t* base = engine_->block_->data + kControlBytes +
                   size_t(index_) * (kRingHeaderBytes + o.ring_bytes);
   ring_.init(base, base + kRingHeaderBytes, o.ring_bytes);
-  inline_max_ = ring_.inline_max();
-  if (inline_max_ > o.max_frame_bytes) inline_max_ = o.max_frame_bytes;
+  limits_.max_frame = o.max_frame_bytes;
+  limits_.inline_max = ring_.inline_max() < o.max_frame_bytes ? ring_.inline_max() : o.max_frame_bytes;
   thread_ = std::thread([this] {
     const EngineOptions& opts = engine_->opts_;
     BackendConfig cfg;
@@ -246,6 +242,7 @@ Conn* IoThread::alloc_conn() {
   c->state = ConnState::kOpen;
   c->send_inflight = c->close_after_flush = c->above_high_water = c->recv_ended = false;
   c->send_touched = false;
+  c->framer_broken = false;
   c->close_reason = 0;
   c->held = 0;
   c->recycle_when_unheld = false;
@@ -488,38 +485,21 @@ uint16_t IoThread::check_flags(const uint8_t* p, uint32_t n) const {
   return uint16_t(kRecFlagChecked | protocol_check(p, n));
 }
 
-bool IoThread::emit_frame(Conn* c, const uint8_t* p, uint32_t n) {
+bool IoThread::frame(Conn* c, const uint8_t* p, uint32_t n) {
   uint8_t* dst = ring_.reserve(kRecFrame, token_of(c), n, check_flags(p, n));
   if (!dst) return false;
   std::memcpy(dst, p, n);
   return true;
 }
 
-void IoThread::reset_framer(Conn* c) {
-  std::free(c->part);
-  c->part = nullptr;
-  c->part_cap = 0;
-  c->hdr_have = 0;
-  c->frame_len = 0;
-  c->frame_have = 0;
-}
-
-// A frame whose payload is complete in c->part: hand it on.  Straight to
-// the ring or not at all, so frames of one connection never overtake each
-// other; false means "full, try again later" and keeps the frame.
-bool IoThread::finish_frame(Conn* c) {
-  if (c->frame_len <= inline_max_) {
-    if (!emit_frame(c, c->part, c->frame_len)) return false;
-    reset_framer(c);
-    return true;
-  }
+bool IoThread::large_frame(Conn* c) {
+  // Out of line: the record names the buffer, JS takes it without a copy.
   uint8_t* rec = ring_.reserve(kRecFrameLarge, token_of(c), kLargePayloadBytes,
                                check_flags(c->part, c->frame_len));
   if (!rec) return false;
   uint32_t len = c->frame_len;
   uint64_t id = engine_->add_large(c->part, len);
   c->part = nullptr;
-  reset_framer(c);
   double did = double(id);
   uint32_t zero = 0;
   std::memcpy(rec, &did, 8);
@@ -528,112 +508,12 @@ bool IoThread::finish_frame(Conn* c) {
   return true;
 }
 
-// Turn bytes into frames.  Returns true when all n bytes were consumed,
-// false when the ring filled up (*used tells how far it got; the framer
-// state is consistent and the rest is fed again later).
+void IoThread::broken(Conn* c, uint32_t reason, uint32_t detail) {
+  begin_close(c, reason, 0, detail);
+}
+
 bool IoThread::feed(Conn* c, const uint8_t* data, uint32_t n, uint32_t* used) {
-  uint32_t u = *used;
-  const uint32_t max = engine_->opts_.max_frame_bytes;
-  while (true) {
-    if (c->state == ConnState::kClosing && c->close_reason == kCloseFrameTooLarge) {
-      u = n;  // the stream is broken from here on (later buffers of this connection)
-      break;
-    }
-    if (c->hdr_have == 4 && c->frame_have == c->frame_len) {
-      // A complete frame waits (possibly from an earlier, stalled attempt).
-      if (!finish_frame(c)) {
-        *used = u;
-        return false;
-      }
-      continue;
-    }
-    if (u >= n) break;
-    if (c->hdr_have == 0 && n - u >= 4) {
-      uint32_t len = load_le32(data + u);
-      if (len > max) {
-        // The stream cannot be trusted past this point, whatever state the
-        // connection is already in: drop the rest of the buffer.
-        begin_close(c, kCloseFrameTooLarge, 0, len);
-        u = n;
-        break;
-      }
-      if (len <= inline_max_ && n - u - 4 >= len) {
-        // The common case: a whole frame in this buffer, straight to the ring.
-        if (!emit_frame(c, data + u + 4, len)) {
-          *used = u;
-          return false;
-        }
-        u += 4 + len;
-        continue;
-      }
-      std::memcpy(c->hdr, data + u, 4);
-      c->hdr_have = 4;
-      u += 4;
-      c->frame_len = len;
-      c->frame_have = 0;
-      // Grow the payload buffer as bytes arrive (a peer that only announces
-      // a large frame costs nothing until it sends it).
-      c->part = nullptr;
-      if (len) {
-        uint32_t first = len < (64u << 10) ? len : (64u << 10);
-        c->part = static_cast<uint8_t*>(std::malloc(first));
-        if (!c->part) {
-          begin_close(c, kCloseOutOfMemory, 0, len);
-          u = n;
-          break;
-        }
-        c->part_cap = first;
-      }
-      continue;
-    }
-    if (c->hdr_have < 4) {
-      while (c->hdr_have < 4 && u < n) c->hdr[c->hdr_have++] = data[u++];
-      if (c->hdr_have == 4) {
-        uint32_t len = load_le32(c->hdr);
-        if (len > max) {
-          begin_close(c, kCloseFrameTooLarge, 0, len);
-          c->hdr_have = 0;
-          u = n;
-          break;
-        }
-        c->frame_len = len;
-        c->frame_have = 0;
-        if (len) {
-          uint32_t first = len < (64u << 10) ? len : (64u << 10);
-          c->part = static_cast<uint8_t*>(std::malloc(first));
-          if (!c->part) {
-            begin_close(c, kCloseOutOfMemory, 0, len);
-            u = n;
-            break;
-          }
-          c->part_cap = first;
-        }
-      }
-      continue;
-    }
-    // Collecting a payload.
-    uint32_t take = c->frame_len - c->frame_have;
-    if (take > n - u) take = n - u;
-    uint32_t need = c->frame_have + take;
-    if (need > c->part_cap) {
-      uint64_t cap = uint64_t(c->part_cap) * 2;
-      while (cap < need) cap *= 2;
-      if (cap > c->frame_len) cap = c->frame_len;
-      void* q = std::realloc(c->part, size_t(cap));
-      if (!q) {
-        begin_close(c, kCloseOutOfMemory, 0, c->frame_len);
-        u = n;
-        break;
-      }
-      c->part = static_cast<uint8_t*>(q);
-      c->part_cap = uint32_t(cap);
-    }
-    std::memcpy(c->part + c->frame_have, data + u, take);
-    c->frame_have += take;
-    u += take;
-  }
-  *used = u;
-  return true;
+  return framer_feed(c, data, n, used, limits_, *this);
 }
 
 void IoThread::flush_held() {
@@ -734,7 +614,7 @@ void IoThread::on_closed(Conn* c) {
 }
 
 void IoThread::recycle(Conn* c) {
-  reset_framer(c);
+  framer_reset(c);
   c->sending.reset();
   c->queued.reset();
   c->sock = kBadSock;

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "framer.h"
 #include "layout.h"
 
 namespace ww {
@@ -85,7 +86,7 @@ class RingWriter {
   bool stalled_set_ = false;
 };
 
-class IoThread {
+class IoThread : private FramerSink {
  public:
   IoThread(Engine* engine, uint32_t index);
   ~IoThread();
@@ -125,9 +126,12 @@ class IoThread {
   std::atomic<uint32_t>& live_at(uint32_t slot) const { return live_[slot]; }
   void set_live(Conn* c, uint32_t gen) { live_[c->slot].store(gen, std::memory_order_release); }
   bool feed(Conn* c, const uint8_t* data, uint32_t n, uint32_t* used);
-  bool emit_frame(Conn* c, const uint8_t* p, uint32_t n);
   uint16_t check_flags(const uint8_t* p, uint32_t n) const;
-  bool finish_frame(Conn* c);
+  // FramerSink: frames go straight to the ring or not at all, so frames of
+  // one connection never overtake each other.
+  bool frame(Conn* c, const uint8_t* p, uint32_t n) override;
+  bool large_frame(Conn* c) override;
+  void broken(Conn* c, uint32_t reason, uint32_t detail) override;
   void emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len);
   void request_close(Conn* c, uint32_t reason, int err, uint32_t detail, bool flush);
   void begin_close(Conn* c, uint32_t reason, int err, uint32_t detail);
@@ -135,7 +139,6 @@ class IoThread {
   void start_send(Conn* c);
   void on_closed(Conn* c);
   void recycle(Conn* c);
-  void reset_framer(Conn* c);
   void flush_held();
   void shutdown_all();
   void hard_cleanup();
@@ -148,7 +151,7 @@ class IoThread {
   std::unique_ptr<Poller> poller_;
   std::thread thread_;
   RingWriter ring_;
-  uint32_t inline_max_ = 0;
+  FramerLimits limits_{0, 0, 64u << 10};
 
   // Inbox (JS thread and thread 0 append; this thread swaps it out).
   std::mutex inbox_mu_;
