@@ -28,6 +28,35 @@ export type CloseReason =
   | 'server-closing'
   | 'out-of-memory';
 
+/** A snapshot of the engine's counters, summed over its I/O threads. */
+export interface EngineStats {
+  backend: BackendName;
+  ioThreads: number;
+  connections: {
+    open: number;
+    accepted: number;
+    /** Connections closed, by close reason. */
+    closed: Record<CloseReason, number>;
+  };
+  /** Frames handed to JS, and their payload bytes. */
+  framesIn: number;
+  bytesIn: number;
+  /** Send entries taken from JS, and bytes written to sockets. */
+  sendsOut: number;
+  bytesOut: number;
+  ring: {
+    /** Times an I/O thread found its ring full (and stopped reading until JS caught up). */
+    stalls: number;
+    /** Records waiting for ring space right now. */
+    deferred: number;
+  };
+  acceptErrors: number;
+  /** Sends and closes that named a connection already closed. */
+  staleOps: number;
+  /** I/O thread loop turns. */
+  ioWakeups: number;
+}
+
 export interface CloseInfo {
   reason: CloseReason;
   /** The socket error number for reason 'error' (0 otherwise). */
@@ -161,6 +190,7 @@ export class RawServer {
   #f64: Float64Array;
   #rings: RingView[] = [];
   #live: Uint32Array[] = [];
+  #stats: Float64Array[] = [];
   #mask: number;
   #batch = new SendBatch();
   #draining = false;
@@ -212,6 +242,7 @@ export class RawServer {
         stalledIdx: (hdr + LAYOUT.ringStalled) >> 2,
       });
       this.#live.push(new Uint32Array(this.#block, this.#native.liveTableOffset(i), LAYOUT.maxSlotsPerThread));
+      this.#stats.push(new Float64Array(this.#block, this.#native.statsOffset(i), LAYOUT.statCount));
     }
     try {
       const r = this.#native.listen(o.host, o.port, o.ipv6Only);
@@ -299,6 +330,28 @@ export class RawServer {
     if (this.#closed) return -1;
     this.flush();
     return this.#native.pendingBytes(conn);
+  }
+
+  /** The engine's counters (read from shared memory; no native call). */
+  stats(): EngineStats {
+    const sum = (i: number) => this.#stats.reduce((a, s) => a + s[i]!, 0);
+    const closed = {} as Record<CloseReason, number>;
+    for (const [code, reason] of Object.entries(CLOSE_REASONS)) {
+      closed[reason] = sum(LAYOUT.statClosedBase + Number(code) - 1);
+    }
+    return {
+      backend: this.backend,
+      ioThreads: this.#rings.length,
+      connections: { open: sum(LAYOUT.statOpen), accepted: sum(LAYOUT.statAccepted), closed },
+      framesIn: sum(LAYOUT.statFramesIn),
+      bytesIn: sum(LAYOUT.statBytesIn),
+      sendsOut: sum(LAYOUT.statSendsOut),
+      bytesOut: sum(LAYOUT.statBytesOut),
+      ring: { stalls: sum(LAYOUT.statRingStalls), deferred: sum(LAYOUT.statDeferred) },
+      acceptErrors: sum(LAYOUT.statAcceptErrors),
+      staleOps: sum(LAYOUT.statStaleOps),
+      ioWakeups: sum(LAYOUT.statWakeups),
+    };
   }
 
   /** Hand queued sends to the I/O threads now. */

@@ -46,6 +46,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                            InstanceMethod<&NativeEngine::Stop>("stop"),
                            InstanceMethod<&NativeEngine::Block>("block"),
                            InstanceMethod<&NativeEngine::LiveTableOffset>("liveTableOffset"),
+                           InstanceMethod<&NativeEngine::StatsOffset>("statsOffset"),
                        });
   }
 
@@ -234,6 +235,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     return Napi::Number::New(env, double(engine_->live_table_offset(info[0].As<Napi::Number>().Uint32Value())));
   }
 
+  Napi::Value StatsOffset(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return env.Null();
+    return Napi::Number::New(env, double(engine_->stats_offset(info[0].As<Napi::Number>().Uint32Value())));
+  }
+
   std::unique_ptr<Engine> engine_;
   napi_threadsafe_function tsfn_ = nullptr;
   bool released_ = false;
@@ -274,6 +281,20 @@ Napi::Object Layout(Napi::Env env) {
   set("ringHead", kRingHead);
   set("ringStalled", kRingStalled);
   set("minRingBytes", kMinRingBytes);
+  set("statsBytes", kStatsBytes);
+  set("statCount", kStatCount);
+  set("statAccepted", kStatAccepted);
+  set("statOpen", kStatOpen);
+  set("statClosedBase", kStatClosedBase);
+  set("statFramesIn", kStatFramesIn);
+  set("statBytesIn", kStatBytesIn);
+  set("statSendsOut", kStatSendsOut);
+  set("statBytesOut", kStatBytesOut);
+  set("statRingStalls", kStatRingStalls);
+  set("statDeferred", kStatDeferred);
+  set("statAcceptErrors", kStatAcceptErrors);
+  set("statStaleOps", kStatStaleOps);
+  set("statWakeups", kStatWakeups);
   set("maxRingBytes", kMaxRingBytes);
   set("recordHeaderBytes", kRecordHeaderBytes);
   set("recordAlign", kRecordAlign);

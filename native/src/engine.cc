@@ -65,6 +65,7 @@ uint8_t* RingWriter::reserve(uint16_t kind, double token, uint32_t payload, uint
       head_cache_ = head_->load(std::memory_order_acquire);
       if (size_ - (tail_local_ - head_cache_) < need) {
         if (attempt > 0) return nullptr;
+        if (!stalled_set_) ++stalls;
         // Full.  Say so, then look once more: JS stores head and then loads
         // stalled (both seq_cst), we store stalled and then load head, so at
         // least one side sees the other and no wake-up is lost.
@@ -117,6 +118,7 @@ IoThread::IoThread(Engine* engine, uint32_t index)
   for (uint32_t i = 0; i < kMaxChunks; ++i) chunks_[i].store(nullptr, std::memory_order_relaxed);
   live_ = reinterpret_cast<std::atomic<uint32_t>*>(engine->block_->data +
                                                    engine->live_table_offset(index));
+  stats_ = reinterpret_cast<double*>(engine->block_->data + engine->stats_offset(index));
 }
 
 IoThread::~IoThread() {
@@ -258,6 +260,7 @@ void IoThread::run() {
   while (true) {
     if (e->stopped_) break;
     int n = poller_->wait(comps, kBatch, -1);
+    stat_add(kStatWakeups);
     for (int i = 0; i < n; ++i) dispatch(comps[i]);
     for (Conn* c : send_touched_) {
       c->send_touched = false;
@@ -269,6 +272,8 @@ void IoThread::run() {
       emit(kRecStopped, nullptr, 0, nullptr, 0);
       stopped_emitted_ = held_.empty();
     }
+    stats_[kStatDeferred] = double(held_.size());
+    stats_[kStatRingStalls] = double(ring_.stalls);
     if (ring_.publish()) e->notify_js();
     if (stopped_emitted_) break;
   }
@@ -301,6 +306,7 @@ void IoThread::dispatch(Completion& c) {
       break;
     }
     case CompKind::kAcceptError:
+      stat_add(kStatAcceptErrors);
       break;
     case CompKind::kReceived:
       on_received(c);
@@ -367,10 +373,17 @@ void IoThread::drain_inbox() {
     Conn* c = conn_at(t.slot);
     // The generation check makes stale tokens harmless: the slot may already
     // serve a newer connection.
-    if (!c || c->gen != t.gen || c->state != ConnState::kOpen) continue;
+    if (!c || c->gen != t.gen || c->state != ConnState::kOpen) {
+      stat_add(kStatStaleOps);
+      continue;
+    }
     switch (op) {
       case kOpSend:
-        if (c->close_after_flush) break;  // sends after a flushed close are not taken
+        if (c->close_after_flush) {  // sends after a flushed close are not taken
+          stat_add(kStatStaleOps);
+          break;
+        }
+        stat_add(kStatSendsOut);
         if (!c->queued.append(body, len)) {
           begin_close(c, kCloseOutOfMemory, 0, len);
           break;
@@ -427,6 +440,8 @@ void IoThread::adopt(sock_t s) {
   payload[3] = uint8_t(alen);
   std::memcpy(payload + 4, addr, alen);
   set_live(c, c->gen);
+  stat_add(kStatAccepted);
+  stat_add(kStatOpen);
   emit(kRecOpen, c, token_of(c), payload, uint32_t(4 + alen));
   std::string err;
   if (!poller_->start_recv(c, &err)) begin_close(c, kCloseError, 0, 0);
@@ -489,6 +504,8 @@ bool IoThread::frame(Conn* c, const uint8_t* p, uint32_t n) {
   uint8_t* dst = ring_.reserve(kRecFrame, token_of(c), n, check_flags(p, n));
   if (!dst) return false;
   std::memcpy(dst, p, n);
+  stat_add(kStatFramesIn);
+  stat_add(kStatBytesIn, n);
   return true;
 }
 
@@ -498,6 +515,8 @@ bool IoThread::large_frame(Conn* c) {
                                check_flags(c->part, c->frame_len));
   if (!rec) return false;
   uint32_t len = c->frame_len;
+  stat_add(kStatFramesIn);
+  stat_add(kStatBytesIn, len);
   uint64_t id = engine_->add_large(c->part, len);
   c->part = nullptr;
   double did = double(id);
@@ -564,6 +583,8 @@ void IoThread::begin_close(Conn* c, uint32_t reason, int err, uint32_t detail) {
   c->state = ConnState::kClosing;
   c->close_reason = uint8_t(reason);
   set_live(c, 0);
+  stat_add(kStatOpen, -1);
+  if (reason >= 1 && reason <= 7) stat_add(Stat(kStatClosedBase + reason - 1));
   uint8_t payload[kClosePayloadBytes];
   int32_t e = err;
   std::memcpy(payload, &reason, 4);
@@ -592,6 +613,7 @@ void IoThread::on_sent(Conn* c, int32_t res) {
     begin_close(c, kCloseError, -res, 0);
     return;
   }
+  stat_add(kStatBytesOut, sent);
   uint64_t left = c->pending_bytes.fetch_sub(sent, std::memory_order_relaxed) - sent;
   if (c->queued.len) {
     start_send(c);
@@ -694,7 +716,7 @@ Engine::~Engine() {
 bool Engine::start(std::string* err) {
   if (!net_init(err)) return false;
   const size_t n = opts_.io_threads;
-  const size_t total = live_table_offset(uint32_t(n));
+  const size_t total = stats_offset(uint32_t(n));
   block_ = std::make_shared<SharedBlock>(total);
   if (!block_->data) {
     *err = "out of memory allocating the completion rings";
@@ -715,6 +737,10 @@ bool Engine::start(std::string* err) {
   }
   started_ = true;
   return true;
+}
+
+size_t Engine::stats_offset(uint32_t i) const {
+  return live_table_offset(opts_.io_threads) + size_t(i) * kStatsBytes;
 }
 
 size_t Engine::live_table_offset(uint32_t i) const {

@@ -84,6 +84,8 @@ class RingWriter {
   uint32_t tail_published_ = 0;
   uint32_t head_cache_ = 0;
   bool stalled_set_ = false;
+ public:
+  uint64_t stalls = 0;  // times reserve() found the ring full
 };
 
 class IoThread : private FramerSink {
@@ -165,6 +167,8 @@ class IoThread : private FramerSink {
   uint32_t slots_used_ = 0;
   std::vector<uint32_t> free_slots_;
   std::atomic<uint32_t>* live_ = nullptr;  // this thread's live table (in the shared block)
+  double* stats_ = nullptr;                 // this thread's counters (in the shared block)
+  void stat_add(Stat s, double v = 1) { stats_[s] += v; }
 
   std::mutex sync_mu_;
   std::condition_variable sync_cv_;
@@ -207,8 +211,9 @@ class Engine {
   const EngineOptions& options() const { return opts_; }
   std::shared_ptr<SharedBlock> block() const { return block_; }
   uint32_t thread_count() const { return uint32_t(threads_.size()); }
-  // Byte offset of thread i's live table in the shared block.
+  // Byte offsets of thread i's live table and stats block in the shared block.
   size_t live_table_offset(uint32_t i) const;
+  size_t stats_offset(uint32_t i) const;
 
  private:
   friend class IoThread;

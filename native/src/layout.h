@@ -10,7 +10,7 @@
 namespace ww {
 
 // Bump on any change below.  TS checks it at load.
-constexpr uint32_t kLayoutVersion = 3;
+constexpr uint32_t kLayoutVersion = 4;
 
 // ---------------------------------------------------------------------------
 // Connection tokens
@@ -90,6 +90,11 @@ inline uint32_t gen_next(uint32_t gen) {
 // token is still open without calling into native code.  (The pages are
 // zero-filled lazily by the OS, so unused slots cost no memory.)
 //
+// After the live tables come the stats blocks, one per I/O thread, each
+// kStatsBytes of f64 counters (enum Stat) that only that thread writes.  JS
+// reads them for a snapshot at any time; each 8-byte aligned store is read
+// whole on every platform whirlwind runs on.
+//
 // control: +0 u32 layout version, +4 u32 ring count, +8 u32 ring_bytes,
 //          +12 u32 wake_pending (1 while a wake-up of JS is queued).
 // ---------------------------------------------------------------------------
@@ -103,6 +108,25 @@ constexpr uint32_t kRingHeaderBytes = 128;
 constexpr uint32_t kRingTail = 0;
 constexpr uint32_t kRingHead = 64;
 constexpr uint32_t kRingStalled = 68;
+
+constexpr uint32_t kStatsBytes = 256;
+
+enum Stat : uint32_t {
+  kStatAccepted = 0,     // connections adopted by this thread
+  kStatOpen,             // open now (a gauge)
+  kStatClosedBase,       // + CloseReason (1..7): connections closed for that reason
+  kStatFramesIn = 10,    // frames handed to JS
+  kStatBytesIn,          // payload bytes of those frames
+  kStatSendsOut,         // send entries taken from JS
+  kStatBytesOut,         // bytes written to sockets
+  kStatRingStalls,       // times the ring was found full
+  kStatDeferred,         // records waiting for ring space now (a gauge)
+  kStatAcceptErrors,     // accept failures (EMFILE and the like)
+  kStatStaleOps,         // sends/closes for connections already closed
+  kStatWakeups,          // loop turns (wait() returns)
+  kStatCount
+};
+static_assert(kStatCount * 8 <= 256, "stats must fit kStatsBytes");
 
 constexpr uint32_t kMinRingBytes = 4096;
 constexpr uint32_t kMaxRingBytes = 1u << 30;
