@@ -19,7 +19,9 @@
       "target_name": "whirlwind",
       "sources": [
         "native/src/addon.cc",
-        "native/src/engine.cc"
+        "native/src/engine.cc",
+        "native/src/framer.cc",
+        "native/src/protocol_check.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

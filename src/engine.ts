@@ -28,6 +28,35 @@ export type CloseReason =
   | 'server-closing'
   | 'out-of-memory';
 
+/** A snapshot of the engine's counters, summed over its I/O threads. */
+export interface EngineStats {
+  backend: BackendName;
+  ioThreads: number;
+  connections: {
+    open: number;
+    accepted: number;
+    /** Connections closed, by close reason. */
+    closed: Record<CloseReason, number>;
+  };
+  /** Frames handed to JS, and their payload bytes. */
+  framesIn: number;
+  bytesIn: number;
+  /** Send entries taken from JS, and bytes written to sockets. */
+  sendsOut: number;
+  bytesOut: number;
+  ring: {
+    /** Times an I/O thread found its ring full (and stopped reading until JS caught up). */
+    stalls: number;
+    /** Records waiting for ring space right now. */
+    deferred: number;
+  };
+  acceptErrors: number;
+  /** Sends and closes that named a connection already closed. */
+  staleOps: number;
+  /** I/O thread loop turns. */
+  ioWakeups: number;
+}
+
 export interface CloseInfo {
   reason: CloseReason;
   /** The socket error number for reason 'error' (0 otherwise). */
@@ -49,8 +78,13 @@ export interface RawHandlers {
    * A whole frame.  `data` is a view into the ring and is valid only until
    * this call returns: copy it (Buffer.from(data)) to keep it.  Frames too
    * big for the ring arrive as Buffers of their own.
+   *
+   * `check` is the I/O thread's protocol check when the server runs with
+   * `protocolCheck: true`: 0 means header and CRC-32 passed, a positive
+   * number is the protocol error code (docs/protocol.md) that the message
+   * fails with.  Without protocolCheck it is -1.
    */
-  frame?(conn: number, data: Buffer): void;
+  frame?(conn: number, data: Buffer, check: number): void;
   close?(conn: number, info: CloseInfo): void;
   /** Pending send bytes fell to sendLowWaterBytes after passing sendHighWaterBytes. */
   drain?(conn: number): void;
@@ -156,6 +190,7 @@ export class RawServer {
   #f64: Float64Array;
   #rings: RingView[] = [];
   #live: Uint32Array[] = [];
+  #stats: Float64Array[] = [];
   #mask: number;
   #batch = new SendBatch();
   #draining = false;
@@ -186,6 +221,7 @@ export class RawServer {
         recvBufferBytes: o.recvBufferBytes,
         recvBufferCount: o.recvBufferCount,
         backlog: o.backlog,
+        protocolCheck: o.protocolCheck,
       },
       this.#onWake,
     );
@@ -206,6 +242,7 @@ export class RawServer {
         stalledIdx: (hdr + LAYOUT.ringStalled) >> 2,
       });
       this.#live.push(new Uint32Array(this.#block, this.#native.liveTableOffset(i), LAYOUT.maxSlotsPerThread));
+      this.#stats.push(new Float64Array(this.#block, this.#native.statsOffset(i), LAYOUT.statCount));
     }
     try {
       const r = this.#native.listen(o.host, o.port, o.ipv6Only);
@@ -293,6 +330,28 @@ export class RawServer {
     if (this.#closed) return -1;
     this.flush();
     return this.#native.pendingBytes(conn);
+  }
+
+  /** The engine's counters (read from shared memory; no native call). */
+  stats(): EngineStats {
+    const sum = (i: number) => this.#stats.reduce((a, s) => a + s[i]!, 0);
+    const closed = {} as Record<CloseReason, number>;
+    for (const [code, reason] of Object.entries(CLOSE_REASONS)) {
+      closed[reason] = sum(LAYOUT.statClosedBase + Number(code) - 1);
+    }
+    return {
+      backend: this.backend,
+      ioThreads: this.#rings.length,
+      connections: { open: sum(LAYOUT.statOpen), accepted: sum(LAYOUT.statAccepted), closed },
+      framesIn: sum(LAYOUT.statFramesIn),
+      bytesIn: sum(LAYOUT.statBytesIn),
+      sendsOut: sum(LAYOUT.statSendsOut),
+      bytesOut: sum(LAYOUT.statBytesOut),
+      ring: { stalls: sum(LAYOUT.statRingStalls), deferred: sum(LAYOUT.statDeferred) },
+      acceptErrors: sum(LAYOUT.statAcceptErrors),
+      staleOps: sum(LAYOUT.statStaleOps),
+      ioWakeups: sum(LAYOUT.statWakeups),
+    };
   }
 
   /** Hand queued sends to the I/O threads now. */
@@ -405,7 +464,7 @@ export class RawServer {
         const len = u32[(off + 4) >> 2]!;
         // Advance first: a handler that throws must not see its record again.
         head = (head + ((LAYOUT.recordHeaderBytes + len + 15) & ~15)) >>> 0;
-        if (kind !== LAYOUT.recPad) this.#record(kind, this.#f64[(off + 8) >> 3]!, off + 16, len);
+        if (kind !== LAYOUT.recPad) this.#record(kind, this.#u16[(off + 2) >> 1]!, this.#f64[(off + 8) >> 3]!, off + 16, len);
         if ((++count & 255) === 0) {
           // Give the producer room while a long batch is handled.
           Atomics.store(u32, r.headIdx, head);
@@ -419,13 +478,13 @@ export class RawServer {
     return true;
   }
 
-  #record(kind: number, token: number, p: number, len: number): void {
+  #record(kind: number, flags: number, token: number, p: number, len: number): void {
     const h = this.#h;
     switch (kind) {
       case LAYOUT.recFrame:
         // Buffer.from(arrayBuffer, offset, length) makes the view directly
         // (subarray would go through the species constructor).
-        h.frame?.(token, Buffer.from(this.#block, p, len));
+        h.frame?.(token, Buffer.from(this.#block, p, len), flags === 0 ? -1 : flags & 0x7fff);
         return;
       case LAYOUT.recOpen: {
         const port = this.#u16[p >> 1]!;
@@ -436,7 +495,7 @@ export class RawServer {
       }
       case LAYOUT.recFrameLarge: {
         const data = this.#native.takeLarge(this.#f64[p >> 3]!);
-        if (data) h.frame?.(token, data);
+        if (data) h.frame?.(token, data, flags === 0 ? -1 : flags & 0x7fff);
         return;
       }
       case LAYOUT.recClose:

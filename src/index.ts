@@ -1,6 +1,6 @@
 // whirlwind's public API.
 export { listenRaw, RawServer } from './engine.js';
-export type { RawHandlers, PeerAddress, CloseInfo, CloseReason } from './engine.js';
+export type { RawHandlers, PeerAddress, CloseInfo, CloseReason, EngineStats } from './engine.js';
 export { ENGINE_DEFAULTS, resolveEngineOptions, defaultIoThreads, BACKENDS } from './options.js';
 export type { EngineOptions, ResolvedEngineOptions, BackendName } from './options.js';
 export { probeBackends, chooseBackend } from './backends.js';

@@ -24,6 +24,7 @@ export interface NativeEngineHandle {
   stop(): void;
   block(): ArrayBuffer;
   liveTableOffset(thread: number): number;
+  statsOffset(thread: number): number;
 }
 
 export interface NativeAddon {

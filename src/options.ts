@@ -32,6 +32,12 @@ export interface EngineOptions {
   recvBufferCount?: number;
   /** listen() backlog (the kernel caps it at net.core.somaxconn). */
   backlog?: number;
+  /**
+   * Check every frame as a whirlwind protocol message on the I/O thread
+   * (header sanity and CRC-32, docs/protocol.md) and pass the verdict to
+   * `frame(conn, data, check)`.
+   */
+  protocolCheck?: boolean;
 }
 
 export type ResolvedEngineOptions = Required<EngineOptions>;
@@ -49,6 +55,7 @@ export const ENGINE_DEFAULTS: Readonly<ResolvedEngineOptions> = Object.freeze({
   recvBufferBytes: 64 * 1024,
   recvBufferCount: 32,
   backlog: 4096,
+  protocolCheck: false,
 });
 
 /** Half the cores, at least 1 and at most 4: the other half runs JavaScript. */
@@ -97,5 +104,6 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
   int('recvBufferBytes', o.recvBufferBytes, 256, 16 * 1024 * 1024);
   int('recvBufferCount', o.recvBufferCount, 1, 65535);
   int('backlog', o.backlog, 1, 65535);
+  if (typeof o.protocolCheck !== 'boolean') throw new OptionError('protocolCheck', 'must be a boolean');
   return o;
 }

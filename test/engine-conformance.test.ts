@@ -171,6 +171,11 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       }
       expect(bad).toBe(0);
       expect(rec.opens.length).toBe(1000);
+      const st = rec.server.stats();
+      expect(st.connections.accepted).toBe(1000);
+      expect(st.connections.open).toBe(1000);
+      expect(st.framesIn).toBe(100_000);
+      expect(st.ioThreads).toBe(2);
       // Accepted connections are spread over both I/O threads.
       const threads = new Set(rec.opens.map((o) => tokenThread(o.conn)));
       expect(threads.size).toBe(2);
@@ -220,6 +225,10 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       const got = await c.waitFrames(N, 60_000);
       expect(seen).toBe(N);
       expect(got.length).toBe(N);
+      // The ring really filled up: this test went through the stall path.
+      const st = server.stats();
+      expect(st.ring.stalls).toBeGreaterThan(0);
+      expect(st.framesIn).toBe(N);
       let bad = 0;
       for (let i = 0; i < N; i++) if (!got[i]!.equals(pattern(i, i % 97 === 0 ? 3000 : (i * 13) % 300))) bad++;
       expect(bad).toBe(0);
@@ -333,6 +342,7 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       expect(rec.server.closeConnection(ta)).toBe(false);
       expect(rec.server.pendingBytes(ta)).toBe(-1);
       expect(rec.server.send(tb, Buffer.from('fresh'))).toBe(true);
+      expect(rec.server.stats().connections.closed.error + rec.server.stats().connections.closed.peer).toBe(1);
       const got = await b.waitFrames(1);
       expect(got.map((f) => f.toString())).toEqual(['fresh']);
       await new Promise((r) => setTimeout(r, 50));
@@ -348,6 +358,9 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       await rec.server.close();
       expect(rec.closes.size).toBe(10);
       for (const info of rec.closes.values()) expect(info.reason).toBe('server-closing');
+      const st = rec.server.stats();
+      expect(st.connections.closed['server-closing']).toBe(10);
+      expect(st.connections.open).toBe(0);
       await Promise.all(cs.map((c) => c.waitClosed()));
       expect(() => rec.server.flush()).not.toThrow();
       expect(rec.server.send(rec.opens[0]!.conn, Buffer.from('x'))).toBe(false);

@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "engine.h"
 #include "layout.h"
+#include "protocol_check.h"
 
 namespace ww {
 namespace {
@@ -45,6 +46,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                            InstanceMethod<&NativeEngine::Stop>("stop"),
                            InstanceMethod<&NativeEngine::Block>("block"),
                            InstanceMethod<&NativeEngine::LiveTableOffset>("liveTableOffset"),
+                           InstanceMethod<&NativeEngine::StatsOffset>("statsOffset"),
                        });
   }
 
@@ -72,6 +74,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     opts.recv_buffer_bytes = get_u32(o, "recvBufferBytes", opts.recv_buffer_bytes);
     opts.recv_buffer_count = get_u32(o, "recvBufferCount", opts.recv_buffer_count);
     opts.backlog = int(get_u32(o, "backlog", uint32_t(opts.backlog)));
+    opts.protocol_check = o.Get("protocolCheck").ToBoolean().Value();
     // Invariant guards (TS validates with friendlier messages first).
     if (opts.io_threads < 1 || opts.io_threads > kMaxIoThreads ||
         opts.ring_bytes < kMinRingBytes || opts.ring_bytes > kMaxRingBytes ||
@@ -232,6 +235,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     return Napi::Number::New(env, double(engine_->live_table_offset(info[0].As<Napi::Number>().Uint32Value())));
   }
 
+  Napi::Value StatsOffset(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return env.Null();
+    return Napi::Number::New(env, double(engine_->stats_offset(info[0].As<Napi::Number>().Uint32Value())));
+  }
+
   std::unique_ptr<Engine> engine_;
   napi_threadsafe_function tsfn_ = nullptr;
   bool released_ = false;
@@ -272,10 +281,26 @@ Napi::Object Layout(Napi::Env env) {
   set("ringHead", kRingHead);
   set("ringStalled", kRingStalled);
   set("minRingBytes", kMinRingBytes);
+  set("statsBytes", kStatsBytes);
+  set("statCount", kStatCount);
+  set("statAccepted", kStatAccepted);
+  set("statOpen", kStatOpen);
+  set("statClosedBase", kStatClosedBase);
+  set("statFramesIn", kStatFramesIn);
+  set("statBytesIn", kStatBytesIn);
+  set("statSendsOut", kStatSendsOut);
+  set("statBytesOut", kStatBytesOut);
+  set("statRingStalls", kStatRingStalls);
+  set("statDeferred", kStatDeferred);
+  set("statAcceptErrors", kStatAcceptErrors);
+  set("statStaleOps", kStatStaleOps);
+  set("statWakeups", kStatWakeups);
   set("maxRingBytes", kMaxRingBytes);
   set("recordHeaderBytes", kRecordHeaderBytes);
   set("recordAlign", kRecordAlign);
   set("recKind", kRecKind);
+  set("recFlags", kRecFlags);
+  set("recFlagChecked", kRecFlagChecked);
   set("recLength", kRecLength);
   set("recToken", kRecToken);
   set("recPad", kRecPad);

@@ -82,6 +82,7 @@ struct Conn {
   uint32_t frame_have = 0;        // payload bytes collected in `part`
   uint8_t* part = nullptr;        // payload so far (malloc'd, grows as bytes arrive)
   uint32_t part_cap = 0;
+  bool framer_broken = false;     // a bad length was seen: discard the rest (framer.h)
 
   // Outbound: the backend writes `sending` while the engine appends to `queued`.
   ByteBuf sending;

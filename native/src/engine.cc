@@ -3,6 +3,8 @@
 // byte layout used here.
 #include "engine.h"
 
+#include "protocol_check.h"
+
 #include <cstdlib>
 #include <cstring>
 
@@ -12,10 +14,6 @@ static_assert(sizeof(std::atomic<uint32_t>) == 4, "ring counters must be plain u
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "ring counters must be lock-free");
 
 namespace {
-
-inline uint32_t load_le32(const uint8_t* p) {
-  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
-}
 
 inline std::atomic<uint32_t>* atomic_at(uint8_t* base, uint32_t off) {
   return reinterpret_cast<std::atomic<uint32_t>*>(base + off);
@@ -55,7 +53,7 @@ void RingWriter::init(uint8_t* header, uint8_t* data, uint32_t size) {
   size_ = size;
 }
 
-uint8_t* RingWriter::reserve(uint16_t kind, double token, uint32_t payload) {
+uint8_t* RingWriter::reserve(uint16_t kind, double token, uint32_t payload, uint16_t flags) {
   const uint32_t rec = align_up(kRecordHeaderBytes + payload, kRecordAlign);
   for (int attempt = 0;; ++attempt) {
     const uint32_t pos = tail_local_ & (size_ - 1);
@@ -67,6 +65,7 @@ uint8_t* RingWriter::reserve(uint16_t kind, double token, uint32_t payload) {
       head_cache_ = head_->load(std::memory_order_acquire);
       if (size_ - (tail_local_ - head_cache_) < need) {
         if (attempt > 0) return nullptr;
+        if (!stalled_set_) ++stalls;
         // Full.  Say so, then look once more: JS stores head and then loads
         // stalled (both seq_cst), we store stalled and then load head, so at
         // least one side sees the other and no wake-up is lost.
@@ -93,9 +92,8 @@ uint8_t* RingWriter::reserve(uint16_t kind, double token, uint32_t payload) {
       tail_local_ += to_end;
       p = data_;
     }
-    uint16_t flags = 0;
     std::memcpy(p + kRecKind, &kind, 2);
-    std::memcpy(p + 2, &flags, 2);
+    std::memcpy(p + kRecFlags, &flags, 2);
     std::memcpy(p + kRecLength, &payload, 4);
     std::memcpy(p + kRecToken, &token, 8);
     tail_local_ += rec;
@@ -120,6 +118,7 @@ IoThread::IoThread(Engine* engine, uint32_t index)
   for (uint32_t i = 0; i < kMaxChunks; ++i) chunks_[i].store(nullptr, std::memory_order_relaxed);
   live_ = reinterpret_cast<std::atomic<uint32_t>*>(engine->block_->data +
                                                    engine->live_table_offset(index));
+  stats_ = reinterpret_cast<double*>(engine->block_->data + engine->stats_offset(index));
 }
 
 IoThread::~IoThread() {
@@ -131,7 +130,7 @@ IoThread::~IoThread() {
     Conn* chunk = chunks_[i].load(std::memory_order_relaxed);
     if (!chunk) continue;
     for (uint32_t j = 0; j < kChunkSlots; ++j) {
-      reset_framer(&chunk[j]);
+      framer_reset(&chunk[j]);
       chunk[j].sending.reset();
       chunk[j].queued.reset();
     }
@@ -160,8 +159,8 @@ bool IoThread::start(std::string* err) {
   uint8_t* base = engine_->block_->data + kControlBytes +
                   size_t(index_) * (kRingHeaderBytes + o.ring_bytes);
   ring_.init(base, base + kRingHeaderBytes, o.ring_bytes);
-  inline_max_ = ring_.inline_max();
-  if (inline_max_ > o.max_frame_bytes) inline_max_ = o.max_frame_bytes;
+  limits_.max_frame = o.max_frame_bytes;
+  limits_.inline_max = ring_.inline_max() < o.max_frame_bytes ? ring_.inline_max() : o.max_frame_bytes;
   thread_ = std::thread([this] {
     const EngineOptions& opts = engine_->opts_;
     BackendConfig cfg;
@@ -245,6 +244,7 @@ Conn* IoThread::alloc_conn() {
   c->state = ConnState::kOpen;
   c->send_inflight = c->close_after_flush = c->above_high_water = c->recv_ended = false;
   c->send_touched = false;
+  c->framer_broken = false;
   c->close_reason = 0;
   c->held = 0;
   c->recycle_when_unheld = false;
@@ -260,6 +260,7 @@ void IoThread::run() {
   while (true) {
     if (e->stopped_) break;
     int n = poller_->wait(comps, kBatch, -1);
+    stat_add(kStatWakeups);
     for (int i = 0; i < n; ++i) dispatch(comps[i]);
     for (Conn* c : send_touched_) {
       c->send_touched = false;
@@ -271,6 +272,8 @@ void IoThread::run() {
       emit(kRecStopped, nullptr, 0, nullptr, 0);
       stopped_emitted_ = held_.empty();
     }
+    stats_[kStatDeferred] = double(held_.size());
+    stats_[kStatRingStalls] = double(ring_.stalls);
     if (ring_.publish()) e->notify_js();
     if (stopped_emitted_) break;
   }
@@ -303,6 +306,7 @@ void IoThread::dispatch(Completion& c) {
       break;
     }
     case CompKind::kAcceptError:
+      stat_add(kStatAcceptErrors);
       break;
     case CompKind::kReceived:
       on_received(c);
@@ -369,10 +373,17 @@ void IoThread::drain_inbox() {
     Conn* c = conn_at(t.slot);
     // The generation check makes stale tokens harmless: the slot may already
     // serve a newer connection.
-    if (!c || c->gen != t.gen || c->state != ConnState::kOpen) continue;
+    if (!c || c->gen != t.gen || c->state != ConnState::kOpen) {
+      stat_add(kStatStaleOps);
+      continue;
+    }
     switch (op) {
       case kOpSend:
-        if (c->close_after_flush) break;  // sends after a flushed close are not taken
+        if (c->close_after_flush) {  // sends after a flushed close are not taken
+          stat_add(kStatStaleOps);
+          break;
+        }
+        stat_add(kStatSendsOut);
         if (!c->queued.append(body, len)) {
           begin_close(c, kCloseOutOfMemory, 0, len);
           break;
@@ -429,6 +440,8 @@ void IoThread::adopt(sock_t s) {
   payload[3] = uint8_t(alen);
   std::memcpy(payload + 4, addr, alen);
   set_live(c, c->gen);
+  stat_add(kStatAccepted);
+  stat_add(kStatOpen);
   emit(kRecOpen, c, token_of(c), payload, uint32_t(4 + alen));
   std::string err;
   if (!poller_->start_recv(c, &err)) begin_close(c, kCloseError, 0, 0);
@@ -482,37 +495,30 @@ void IoThread::on_received(Completion& comp) {
   held_.push_back(d);
 }
 
-bool IoThread::emit_frame(Conn* c, const uint8_t* p, uint32_t n) {
-  uint8_t* dst = ring_.reserve(kRecFrame, token_of(c), n);
+uint16_t IoThread::check_flags(const uint8_t* p, uint32_t n) const {
+  if (!engine_->opts_.protocol_check) return 0;
+  return uint16_t(kRecFlagChecked | protocol_check(p, n));
+}
+
+bool IoThread::frame(Conn* c, const uint8_t* p, uint32_t n) {
+  uint8_t* dst = ring_.reserve(kRecFrame, token_of(c), n, check_flags(p, n));
   if (!dst) return false;
   std::memcpy(dst, p, n);
+  stat_add(kStatFramesIn);
+  stat_add(kStatBytesIn, n);
   return true;
 }
 
-void IoThread::reset_framer(Conn* c) {
-  std::free(c->part);
-  c->part = nullptr;
-  c->part_cap = 0;
-  c->hdr_have = 0;
-  c->frame_len = 0;
-  c->frame_have = 0;
-}
-
-// A frame whose payload is complete in c->part: hand it on.  Straight to
-// the ring or not at all, so frames of one connection never overtake each
-// other; false means "full, try again later" and keeps the frame.
-bool IoThread::finish_frame(Conn* c) {
-  if (c->frame_len <= inline_max_) {
-    if (!emit_frame(c, c->part, c->frame_len)) return false;
-    reset_framer(c);
-    return true;
-  }
-  uint8_t* rec = ring_.reserve(kRecFrameLarge, token_of(c), kLargePayloadBytes);
+bool IoThread::large_frame(Conn* c) {
+  // Out of line: the record names the buffer, JS takes it without a copy.
+  uint8_t* rec = ring_.reserve(kRecFrameLarge, token_of(c), kLargePayloadBytes,
+                               check_flags(c->part, c->frame_len));
   if (!rec) return false;
   uint32_t len = c->frame_len;
+  stat_add(kStatFramesIn);
+  stat_add(kStatBytesIn, len);
   uint64_t id = engine_->add_large(c->part, len);
   c->part = nullptr;
-  reset_framer(c);
   double did = double(id);
   uint32_t zero = 0;
   std::memcpy(rec, &did, 8);
@@ -521,112 +527,12 @@ bool IoThread::finish_frame(Conn* c) {
   return true;
 }
 
-// Turn bytes into frames.  Returns true when all n bytes were consumed,
-// false when the ring filled up (*used tells how far it got; the framer
-// state is consistent and the rest is fed again later).
+void IoThread::broken(Conn* c, uint32_t reason, uint32_t detail) {
+  begin_close(c, reason, 0, detail);
+}
+
 bool IoThread::feed(Conn* c, const uint8_t* data, uint32_t n, uint32_t* used) {
-  uint32_t u = *used;
-  const uint32_t max = engine_->opts_.max_frame_bytes;
-  while (true) {
-    if (c->state == ConnState::kClosing && c->close_reason == kCloseFrameTooLarge) {
-      u = n;  // the stream is broken from here on (later buffers of this connection)
-      break;
-    }
-    if (c->hdr_have == 4 && c->frame_have == c->frame_len) {
-      // A complete frame waits (possibly from an earlier, stalled attempt).
-      if (!finish_frame(c)) {
-        *used = u;
-        return false;
-      }
-      continue;
-    }
-    if (u >= n) break;
-    if (c->hdr_have == 0 && n - u >= 4) {
-      uint32_t len = load_le32(data + u);
-      if (len > max) {
-        // The stream cannot be trusted past this point, whatever state the
-        // connection is already in: drop the rest of the buffer.
-        begin_close(c, kCloseFrameTooLarge, 0, len);
-        u = n;
-        break;
-      }
-      if (len <= inline_max_ && n - u - 4 >= len) {
-        // The common case: a whole frame in this buffer, straight to the ring.
-        if (!emit_frame(c, data + u + 4, len)) {
-          *used = u;
-          return false;
-        }
-        u += 4 + len;
-        continue;
-      }
-      std::memcpy(c->hdr, data + u, 4);
-      c->hdr_have = 4;
-      u += 4;
-      c->frame_len = len;
-      c->frame_have = 0;
-      // Grow the payload buffer as bytes arrive (a peer that only announces
-      // a large frame costs nothing until it sends it).
-      c->part = nullptr;
-      if (len) {
-        uint32_t first = len < (64u << 10) ? len : (64u << 10);
-        c->part = static_cast<uint8_t*>(std::malloc(first));
-        if (!c->part) {
-          begin_close(c, kCloseOutOfMemory, 0, len);
-          u = n;
-          break;
-        }
-        c->part_cap = first;
-      }
-      continue;
-    }
-    if (c->hdr_have < 4) {
-      while (c->hdr_have < 4 && u < n) c->hdr[c->hdr_have++] = data[u++];
-      if (c->hdr_have == 4) {
-        uint32_t len = load_le32(c->hdr);
-        if (len > max) {
-          begin_close(c, kCloseFrameTooLarge, 0, len);
-          c->hdr_have = 0;
-          u = n;
-          break;
-        }
-        c->frame_len = len;
-        c->frame_have = 0;
-        if (len) {
-          uint32_t first = len < (64u << 10) ? len : (64u << 10);
-          c->part = static_cast<uint8_t*>(std::malloc(first));
-          if (!c->part) {
-            begin_close(c, kCloseOutOfMemory, 0, len);
-            u = n;
-            break;
-          }
-          c->part_cap = first;
-        }
-      }
-      continue;
-    }
-    // Collecting a payload.
-    uint32_t take = c->frame_len - c->frame_have;
-    if (take > n - u) take = n - u;
-    uint32_t need = c->frame_have + take;
-    if (need > c->part_cap) {
-      uint64_t cap = uint64_t(c->part_cap) * 2;
-      while (cap < need) cap *= 2;
-      if (cap > c->frame_len) cap = c->frame_len;
-      void* q = std::realloc(c->part, size_t(cap));
-      if (!q) {
-        begin_close(c, kCloseOutOfMemory, 0, c->frame_len);
-        u = n;
-        break;
-      }
-      c->part = static_cast<uint8_t*>(q);
-      c->part_cap = uint32_t(cap);
-    }
-    std::memcpy(c->part + c->frame_have, data + u, take);
-    c->frame_have += take;
-    u += take;
-  }
-  *used = u;
-  return true;
+  return framer_feed(c, data, n, used, limits_, *this);
 }
 
 void IoThread::flush_held() {
@@ -677,6 +583,8 @@ void IoThread::begin_close(Conn* c, uint32_t reason, int err, uint32_t detail) {
   c->state = ConnState::kClosing;
   c->close_reason = uint8_t(reason);
   set_live(c, 0);
+  stat_add(kStatOpen, -1);
+  if (reason >= 1 && reason <= 7) stat_add(Stat(kStatClosedBase + reason - 1));
   uint8_t payload[kClosePayloadBytes];
   int32_t e = err;
   std::memcpy(payload, &reason, 4);
@@ -705,6 +613,7 @@ void IoThread::on_sent(Conn* c, int32_t res) {
     begin_close(c, kCloseError, -res, 0);
     return;
   }
+  stat_add(kStatBytesOut, sent);
   uint64_t left = c->pending_bytes.fetch_sub(sent, std::memory_order_relaxed) - sent;
   if (c->queued.len) {
     start_send(c);
@@ -727,7 +636,7 @@ void IoThread::on_closed(Conn* c) {
 }
 
 void IoThread::recycle(Conn* c) {
-  reset_framer(c);
+  framer_reset(c);
   c->sending.reset();
   c->queued.reset();
   c->sock = kBadSock;
@@ -807,7 +716,7 @@ Engine::~Engine() {
 bool Engine::start(std::string* err) {
   if (!net_init(err)) return false;
   const size_t n = opts_.io_threads;
-  const size_t total = live_table_offset(uint32_t(n));
+  const size_t total = stats_offset(uint32_t(n));
   block_ = std::make_shared<SharedBlock>(total);
   if (!block_->data) {
     *err = "out of memory allocating the completion rings";
@@ -828,6 +737,10 @@ bool Engine::start(std::string* err) {
   }
   started_ = true;
   return true;
+}
+
+size_t Engine::stats_offset(uint32_t i) const {
+  return live_table_offset(opts_.io_threads) + size_t(i) * kStatsBytes;
 }
 
 size_t Engine::live_table_offset(uint32_t i) const {

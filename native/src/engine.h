@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "framer.h"
 #include "layout.h"
 
 namespace ww {
@@ -45,6 +46,7 @@ struct EngineOptions {
   uint32_t recv_buffer_bytes = 64u << 10;
   uint32_t recv_buffer_count = 32;
   int backlog = 4096;
+  bool protocol_check = false;           // check protocol headers and CRCs (protocol_check.h)
 };
 
 // The completion block shared with JS.  It outlives the engine while the JS
@@ -67,7 +69,7 @@ class RingWriter {
   void init(uint8_t* header, uint8_t* data, uint32_t size);
   // Room for a record with `payload` bytes: a pointer to write the payload
   // to, or nullptr when the ring is full (the stalled flag is then set).
-  uint8_t* reserve(uint16_t kind, double token, uint32_t payload);
+  uint8_t* reserve(uint16_t kind, double token, uint32_t payload, uint16_t flags = 0);
   // Make everything reserved so far visible to JS.  True if anything was new.
   bool publish();
   uint32_t inline_max() const { return size_ / 4 - kRecordHeaderBytes; }
@@ -82,9 +84,11 @@ class RingWriter {
   uint32_t tail_published_ = 0;
   uint32_t head_cache_ = 0;
   bool stalled_set_ = false;
+ public:
+  uint64_t stalls = 0;  // times reserve() found the ring full
 };
 
-class IoThread {
+class IoThread : private FramerSink {
  public:
   IoThread(Engine* engine, uint32_t index);
   ~IoThread();
@@ -124,8 +128,12 @@ class IoThread {
   std::atomic<uint32_t>& live_at(uint32_t slot) const { return live_[slot]; }
   void set_live(Conn* c, uint32_t gen) { live_[c->slot].store(gen, std::memory_order_release); }
   bool feed(Conn* c, const uint8_t* data, uint32_t n, uint32_t* used);
-  bool emit_frame(Conn* c, const uint8_t* p, uint32_t n);
-  bool finish_frame(Conn* c);
+  uint16_t check_flags(const uint8_t* p, uint32_t n) const;
+  // FramerSink: frames go straight to the ring or not at all, so frames of
+  // one connection never overtake each other.
+  bool frame(Conn* c, const uint8_t* p, uint32_t n) override;
+  bool large_frame(Conn* c) override;
+  void broken(Conn* c, uint32_t reason, uint32_t detail) override;
   void emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len);
   void request_close(Conn* c, uint32_t reason, int err, uint32_t detail, bool flush);
   void begin_close(Conn* c, uint32_t reason, int err, uint32_t detail);
@@ -133,7 +141,6 @@ class IoThread {
   void start_send(Conn* c);
   void on_closed(Conn* c);
   void recycle(Conn* c);
-  void reset_framer(Conn* c);
   void flush_held();
   void shutdown_all();
   void hard_cleanup();
@@ -146,7 +153,7 @@ class IoThread {
   std::unique_ptr<Poller> poller_;
   std::thread thread_;
   RingWriter ring_;
-  uint32_t inline_max_ = 0;
+  FramerLimits limits_{0, 0, 64u << 10};
 
   // Inbox (JS thread and thread 0 append; this thread swaps it out).
   std::mutex inbox_mu_;
@@ -160,6 +167,8 @@ class IoThread {
   uint32_t slots_used_ = 0;
   std::vector<uint32_t> free_slots_;
   std::atomic<uint32_t>* live_ = nullptr;  // this thread's live table (in the shared block)
+  double* stats_ = nullptr;                 // this thread's counters (in the shared block)
+  void stat_add(Stat s, double v = 1) { stats_[s] += v; }
 
   std::mutex sync_mu_;
   std::condition_variable sync_cv_;
@@ -202,8 +211,9 @@ class Engine {
   const EngineOptions& options() const { return opts_; }
   std::shared_ptr<SharedBlock> block() const { return block_; }
   uint32_t thread_count() const { return uint32_t(threads_.size()); }
-  // Byte offset of thread i's live table in the shared block.
+  // Byte offsets of thread i's live table and stats block in the shared block.
   size_t live_table_offset(uint32_t i) const;
+  size_t stats_offset(uint32_t i) const;
 
  private:
   friend class IoThread;

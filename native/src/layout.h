@@ -10,7 +10,7 @@
 namespace ww {
 
 // Bump on any change below.  TS checks it at load.
-constexpr uint32_t kLayoutVersion = 2;
+constexpr uint32_t kLayoutVersion = 4;
 
 // ---------------------------------------------------------------------------
 // Connection tokens
@@ -90,6 +90,11 @@ inline uint32_t gen_next(uint32_t gen) {
 // token is still open without calling into native code.  (The pages are
 // zero-filled lazily by the OS, so unused slots cost no memory.)
 //
+// After the live tables come the stats blocks, one per I/O thread, each
+// kStatsBytes of f64 counters (enum Stat) that only that thread writes.  JS
+// reads them for a snapshot at any time; each 8-byte aligned store is read
+// whole on every platform whirlwind runs on.
+//
 // control: +0 u32 layout version, +4 u32 ring count, +8 u32 ring_bytes,
 //          +12 u32 wake_pending (1 while a wake-up of JS is queued).
 // ---------------------------------------------------------------------------
@@ -104,6 +109,25 @@ constexpr uint32_t kRingTail = 0;
 constexpr uint32_t kRingHead = 64;
 constexpr uint32_t kRingStalled = 68;
 
+constexpr uint32_t kStatsBytes = 256;
+
+enum Stat : uint32_t {
+  kStatAccepted = 0,     // connections adopted by this thread
+  kStatOpen,             // open now (a gauge)
+  kStatClosedBase,       // + CloseReason (1..7): connections closed for that reason
+  kStatFramesIn = 10,    // frames handed to JS
+  kStatBytesIn,          // payload bytes of those frames
+  kStatSendsOut,         // send entries taken from JS
+  kStatBytesOut,         // bytes written to sockets
+  kStatRingStalls,       // times the ring was found full
+  kStatDeferred,         // records waiting for ring space now (a gauge)
+  kStatAcceptErrors,     // accept failures (EMFILE and the like)
+  kStatStaleOps,         // sends/closes for connections already closed
+  kStatWakeups,          // loop turns (wait() returns)
+  kStatCount
+};
+static_assert(kStatCount * 8 <= 256, "stats must fit kStatsBytes");
+
 constexpr uint32_t kMinRingBytes = 4096;
 constexpr uint32_t kMaxRingBytes = 1u << 30;
 
@@ -111,7 +135,8 @@ constexpr uint32_t kMaxRingBytes = 1u << 30;
 // Ring records
 //
 //   +0  u16 kind
-//   +2  u16 flags (0)
+//   +2  u16 flags: for kRecFrame/kRecFrameLarge with protocolCheck on,
+//       kRecFlagChecked | the check's code (protocol_check.h); else 0
 //   +4  u32 length of the payload that follows (not counting padding)
 //   +8  f64 connection token (0 where none)
 //   +16 payload, then zero padding to the next kRecordAlign boundary
@@ -119,6 +144,7 @@ constexpr uint32_t kMaxRingBytes = 1u << 30;
 constexpr uint32_t kRecordHeaderBytes = 16;
 constexpr uint32_t kRecordAlign = 16;
 constexpr uint32_t kRecKind = 0;
+constexpr uint32_t kRecFlags = 2;
 constexpr uint32_t kRecLength = 4;
 constexpr uint32_t kRecToken = 8;
 

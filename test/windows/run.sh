@@ -52,7 +52,7 @@ fi
 PKG=$RUN/pkg
 rm -rf "$PKG"
 mkdir -p "$PKG"
-cp -a package.json tsconfig.json vitest.config.ts src test dist docs examples "$PKG/"
+cp -a package.json tsconfig.json src test dist docs examples "$PKG/"
 export WHIRLWIND_ADDON=$OUT/whirlwind.node
 log "ready in $(since "$T0")"
 
@@ -88,7 +88,7 @@ t=$EPOCHREALTIME
 VLOG=$OUT/vitest-wine.log
 VJSON=$OUT/vitest-wine.json
 set +e
-(cd "$PKG" && wine_node 600 ../node_modules/vitest/vitest.mjs run --no-color \
+(cd "$PKG" && wine_node 600 ../node_modules/vitest/vitest.mjs run --config test/vitest.config.ts --no-color \
   --reporter=verbose --reporter=json --outputFile.json="$VJSON" "${SUITES[@]}" \
   </dev/null >"$VLOG" 2>&1)
 vrc=$?

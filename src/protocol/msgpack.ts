@@ -1,0 +1,158 @@
+// msgpack.ts - the body codec: plain MessagePack on the wire, msgpackr used
+// the fast way (one module-scope Packr that reuses its buffer, Unpackrs that
+// decode straight from the frame slice), and a strict scanner that admits only
+// standard MessagePack before msgpackr sees the bytes.
+//
+// Why a scanner: msgpackr's decoder also understands its own extensions
+// (records 0x72, Error 0x65, RegExp 0x78, Set 0x73, typed arrays 0x74,
+// bundled strings 0x62, ...), and they are registered module-wide, so an
+// Unpackr option cannot switch them off.  The protocol promises a stranger
+// that bodies are standard MessagePack, so the receiver enforces exactly
+// that: every format byte of the spec except 0xc1, and no extension type
+// except -1 (timestamp, 4/8/12 bytes).  The scan is one tight loop over the
+// format bytes (strings and bins are skipped, not read) and also bounds the
+// nesting depth, so a deep body cannot exhaust the stack inside msgpackr.
+
+import { Packr, Unpackr } from 'msgpackr';
+
+// Encoding: no records, no msgpackr-only types, undefined as nil, invalid
+// dates as nil, never float32.  Sets/typed arrays become arrays/bins.
+const packr = new Packr({
+  useRecords: false,
+  moreTypes: false,
+  structuredClone: false,
+  bundleStrings: false,
+  encodeUndefinedAsNil: true,
+  useFloat32: 0,
+  onInvalidDate: () => null,
+});
+
+// The typings lack 'auto' although the runtime supports it (unpack.js).
+const unpackOptions: ConstructorParameters<typeof Unpackr>[0] & Record<string, unknown> = {
+  useRecords: false,
+  mapsAsObjects: true,
+  structuredClone: false,
+  moreTypes: false,
+  // 64-bit integers become numbers when exactly representable, else BigInt.
+  int64AsType: 'auto' as never,
+};
+const unpackrCopy = new Unpackr({ ...unpackOptions, copyBuffers: true });
+const unpackrView = new Unpackr({ ...unpackOptions, copyBuffers: false });
+
+/**
+ * Packs a value as standard MessagePack.  The result is a view into the
+ * packer's reused buffer: copy it (the encoder does) before the next call
+ * could be made from another context.
+ */
+export function packBody(value: unknown): Buffer {
+  return packr.pack(value);
+}
+
+/**
+ * Unpacks exactly buf[start, end) (already validated by scanMsgpack).
+ * With `copy` false, `bin` values are views into `buf`.
+ */
+export function unpackBody(buf: Buffer, start: number, end: number, copy: boolean): unknown {
+  return (copy ? unpackrCopy : unpackrView).unpack(buf, { start, end });
+}
+
+let scanStack = new Float64Array(64);
+
+/** Result of scanMsgpack: null when the bytes are one valid value, else why not. */
+export type ScanFailure = string | null;
+
+/**
+ * Checks that buf[start, end) holds exactly one standard MessagePack value
+ * nested at most `maxDepth` deep.  Returns null when it does, or a sentence
+ * saying what is wrong.  Never allocates per value and never throws.
+ */
+export function scanMsgpack(buf: Uint8Array, start: number, end: number, maxDepth: number): ScanFailure {
+  let pos = start;
+  let remaining = 1; // values still to read at the current level
+  // Remaining counts of the enclosing levels, in a module-scope array that
+  // is reused by every scan (the scan never re-enters itself).
+  if (scanStack.length < maxDepth) scanStack = new Float64Array(maxDepth);
+  const stack = scanStack;
+  let depth = 0;
+  for (;;) {
+    if (remaining === 0) {
+      if (depth === 0) break;
+      remaining = stack[--depth] as number;
+      continue;
+    }
+    if (pos >= end) return `msgpack ends early at byte ${pos - start}`;
+    remaining--;
+    const t = buf[pos++] as number;
+    let skip = 0; // payload bytes to skip
+    let items = -1; // container item count (map entries count twice)
+    if (t <= 0x7f || t >= 0xe0) continue; // fixint
+    if (t <= 0x8f) items = (t & 0x0f) * 2;
+    else if (t <= 0x9f) items = t & 0x0f;
+    else if (t <= 0xbf) skip = t & 0x1f;
+    else {
+      switch (t) {
+        case 0xc0: case 0xc2: case 0xc3: continue;
+        case 0xc1: return `msgpack format byte 0xc1 (never used) at byte ${pos - 1 - start}`;
+        case 0xcc: case 0xd0: skip = 1; break;
+        case 0xcd: case 0xd1: skip = 2; break;
+        case 0xca: case 0xce: case 0xd2: skip = 4; break;
+        case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
+        case 0xc4: case 0xd9: // bin 8, str 8
+          if (pos + 1 > end) return `msgpack ends early at byte ${pos - start}`;
+          skip = 1 + (buf[pos] as number);
+          break;
+        case 0xc5: case 0xda: // bin 16, str 16
+          if (pos + 2 > end) return `msgpack ends early at byte ${pos - start}`;
+          skip = 2 + (((buf[pos] as number) << 8) | (buf[pos + 1] as number));
+          break;
+        case 0xc6: case 0xdb: // bin 32, str 32
+          if (pos + 4 > end) return `msgpack ends early at byte ${pos - start}`;
+          skip = 4 + readU32BE(buf, pos);
+          break;
+        case 0xdc: case 0xde: // array 16, map 16
+          if (pos + 2 > end) return `msgpack ends early at byte ${pos - start}`;
+          items = (((buf[pos] as number) << 8) | (buf[pos + 1] as number)) * (t === 0xde ? 2 : 1);
+          pos += 2;
+          break;
+        case 0xdd: case 0xdf: // array 32, map 32
+          if (pos + 4 > end) return `msgpack ends early at byte ${pos - start}`;
+          items = readU32BE(buf, pos) * (t === 0xdf ? 2 : 1);
+          pos += 4;
+          break;
+        case 0xd6: // fixext 4
+        case 0xd7: // fixext 8
+        case 0xc7: { // ext 8
+          let length: number;
+          if (t === 0xc7) {
+            if (pos + 1 > end) return `msgpack ends early at byte ${pos - start}`;
+            length = buf[pos++] as number;
+          } else length = t === 0xd6 ? 4 : 8;
+          if (pos + 1 > end) return `msgpack ends early at byte ${pos - start}`;
+          const type = buf[pos++] as number;
+          if (type !== 0xff) return `msgpack extension type ${(type << 24) >> 24} at byte ${pos - 2 - start} is not allowed (only -1, timestamp)`;
+          if (length !== 4 && length !== 8 && length !== 12) return `msgpack timestamp of ${length} bytes at byte ${pos - 2 - start} (must be 4, 8 or 12)`;
+          skip = length;
+          break;
+        }
+        default: // 0xc8, 0xc9 (ext 16/32), 0xd4, 0xd5, 0xd8 (fixext 1/2/16)
+          return `msgpack extension format 0x${t.toString(16)} at byte ${pos - 1 - start} is not allowed (only timestamp -1)`;
+      }
+    }
+    if (skip > 0) {
+      pos += skip;
+      if (pos > end) return `msgpack ends early: a value at byte ${pos - skip - start} needs ${pos - end} more bytes`;
+    } else if (items > 0) {
+      // Every item takes at least one byte, so a count above the bytes left is corrupt.
+      if (items > end - pos) return `msgpack container at byte ${pos - start} declares ${items} items but only ${end - pos} bytes remain`;
+      if (depth >= maxDepth) return `msgpack nesting deeper than maxDepth ${maxDepth}`;
+      stack[depth++] = remaining;
+      remaining = items;
+    }
+  }
+  if (pos !== end) return `msgpack value ends at byte ${pos - start} but the body has ${end - start} bytes`;
+  return null;
+}
+
+function readU32BE(buf: Uint8Array, pos: number): number {
+  return (((buf[pos] as number) << 24) >>> 0) + (((buf[pos + 1] as number) << 16) | ((buf[pos + 2] as number) << 8) | (buf[pos + 3] as number));
+}

@@ -1,0 +1,125 @@
+// The client against a raw server that breaks the rules on purpose.
+import { type Server, type Socket, createServer } from 'node:net';
+import { once } from 'node:events';
+import { afterEach, expect, test } from 'vitest';
+import { connect } from '../src/client/index.js';
+import {
+  type DecodedMessage,
+  ErrorCode,
+  FrameReader,
+  Kind,
+  MessageDecoder,
+  MessageEncoder,
+  Messages,
+  ProtocolError,
+} from '../src/protocol/index.js';
+import { waitFor } from './fixtures/wait.js';
+
+const encoder = new MessageEncoder();
+const decoder = new MessageDecoder();
+let server: Server | null = null;
+
+afterEach(async () => {
+  if (server) await new Promise((r) => server!.close(r));
+  server = null;
+});
+
+/** Starts a server that calls `onMessage` for each decoded message from the client. */
+async function rawServer(onMessage: (m: DecodedMessage, socket: Socket) => void): Promise<{ port: number; seen: DecodedMessage[] }> {
+  const seen: DecodedMessage[] = [];
+  server = createServer((socket) => {
+    socket.on('error', () => {});
+    const reader = new FrameReader((f) => {
+      const m = decoder.decode(f);
+      seen.push(m);
+      onMessage(m, socket);
+    });
+    socket.on('data', (c) => reader.push(c));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { port: (server.address() as { port: number }).port, seen };
+}
+
+test('a reply with a broken checksum rejects its request with BAD_CHECKSUM instead of resolving', async () => {
+  const { port } = await rawServer((m, socket) => {
+    if (m.kind !== Kind.REQUEST) return;
+    const reply = encoder.encodePrefixed(Messages.reply(m.id, 'tampered', { checksum: true }));
+    reply[reply.length - 1]! ^= 0x55;
+    socket.write(reply);
+  });
+  const client = await connect({ port });
+  const err = await client.request('x').catch((e) => e);
+  expect(err).toBeInstanceOf(ProtocolError);
+  expect(err.code).toBe(ErrorCode.BAD_CHECKSUM);
+  expect(err.remote).toBe(false);
+  expect(client.inFlight).toBe(0);
+  await client.close();
+});
+
+test('an ERROR with id 0 is reported as a protocolError event with the remote code', async () => {
+  const { port } = await rawServer((m, socket) => {
+    if (m.kind === Kind.REQUEST) {
+      socket.write(encoder.encodePrefixed(Messages.error(0, ErrorCode.BAD_MESSAGE, 'something you sent')));
+      socket.write(encoder.encodePrefixed(Messages.reply(m.id, 'fine')));
+    }
+  });
+  const client = await connect({ port });
+  const events: ProtocolError[] = [];
+  client.on('protocolError', (e) => events.push(e));
+  expect((await client.request('x')).body).toBe('fine');
+  expect(events).toHaveLength(1);
+  expect(events[0]).toMatchObject({ code: ErrorCode.BAD_MESSAGE, remote: true, message: 'something you sent' });
+  await client.close();
+});
+
+test('the client answers a server PING with a PONG carrying the same id', async () => {
+  let pinged: Socket | null = null;
+  const { port, seen } = await rawServer((m, socket) => {
+    if (m.kind === Kind.REQUEST) {
+      pinged = socket;
+      socket.write(encoder.encodePrefixed(Messages.ping(99)));
+      socket.write(encoder.encodePrefixed(Messages.reply(m.id)));
+    }
+  });
+  const client = await connect({ port });
+  await client.request('x');
+  expect(pinged).not.toBeNull();
+  await waitFor(() => seen.some((m) => m.kind === Kind.PONG && m.id === 99), 'the PONG');
+  await client.close();
+});
+
+test('a server speaking another protocol is told GOAWAY BAD_MAGIC and not reconnected to', async () => {
+  let accepted = 0;
+  const { port, seen } = await rawServer((m, socket) => {
+    if (m.kind === Kind.REQUEST) socket.write(Buffer.from([4, 0, 0, 0, 0x48, 0x54, 0x54, 0x50]));
+  });
+  server!.on('connection', () => accepted++);
+  const client = await connect({ port, reconnect: { initialDelay: 1 } });
+  const errors: ProtocolError[] = [];
+  client.on('protocolError', (e) => errors.push(e));
+  const closed = once(client, 'close');
+  const err = await client.request('x').catch((e) => e);
+  expect(err.code).toBe(ErrorCode.CONNECTION_CLOSED);
+  await closed;
+  expect(errors[0]).toMatchObject({ code: ErrorCode.BAD_MAGIC, fatal: true });
+  expect(seen.some((m) => m.kind === Kind.GOAWAY && m.code === ErrorCode.BAD_MAGIC)).toBe(true);
+  expect(accepted).toBe(1);
+  expect(client.state).toBe('closed');
+});
+
+test('ping while not connected rejects with NOT_CONNECTED', async () => {
+  const { port } = await rawServer(() => {});
+  const client = await connect({ port });
+  await client.close();
+  await expect(client.ping()).rejects.toMatchObject({ code: ErrorCode.NOT_CONNECTED });
+});
+
+test('a ping the server never answers rejects with TIMEOUT', async () => {
+  const { port, seen } = await rawServer(() => {});
+  const client = await connect({ port });
+  const err = await client.ping({ timeout: 30 }).catch((e) => e);
+  expect(err.code).toBe(ErrorCode.TIMEOUT);
+  expect(seen.some((m) => m.kind === Kind.PING)).toBe(true);
+  await client.close();
+});

@@ -1,0 +1,218 @@
+import { describe, expect, test } from 'vitest';
+import {
+  CHECKSUM_BYTES,
+  ErrorCode,
+  Flag,
+  FrameReader,
+  HEADER_BYTES,
+  Kind,
+  MessageDecoder,
+  MessageEncoder,
+  Messages,
+  type OutgoingMessage,
+  PREFIX_BYTES,
+  ProtocolError,
+  readHeader,
+  sliceFrame,
+} from '../src/protocol/index.js';
+
+const encoder = new MessageEncoder();
+const decoder = new MessageDecoder();
+
+function bytes(size: number): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  for (let i = 0; i < size; i++) b[i] = (i * 31 + (i >> 8)) & 0xff;
+  return b;
+}
+
+describe('every kind round-trips through the encoder and decoder', () => {
+  const cases: Array<[string, OutgoingMessage, Record<string, unknown>]> = [
+    ['REQUEST', Messages.request(7, 'users.get', { id: 3 }), { kind: Kind.REQUEST, id: 7, action: 'users.get', body: { id: 3 } }],
+    ['REQUEST with a non-ASCII action', Messages.request(8, 'grüße/日本', [1]), { action: 'grüße/日本', body: [1] }],
+    ['REPLY', Messages.reply(7, { name: 'ada' }), { kind: Kind.REPLY, id: 7, body: { name: 'ada' } }],
+    ['REPLY without body', Messages.reply(9), { kind: Kind.REPLY, id: 9, body: undefined }],
+    ['REPLY with a nil body', Messages.reply(9, null), { body: null }],
+    ['ERROR', Messages.error(7, ErrorCode.OVERLOADED, 'busy', { retryIn: 5 }), { kind: Kind.ERROR, id: 7, code: 14, body: { message: 'busy', data: { retryIn: 5 } } }],
+    ['ERROR with id 0', Messages.error(0, ErrorCode.BAD_MESSAGE, 'what?'), { id: 0, code: 1, body: { message: 'what?' } }],
+    ['PUSH with topic', Messages.push('news', 'hi'), { kind: Kind.PUSH, id: 0, action: 'news', body: 'hi' }],
+    ['PUSH without topic', Messages.push(undefined, 1), { kind: Kind.PUSH, action: '', body: 1 }],
+    ['PING', Messages.ping(0xffffffff), { kind: Kind.PING, id: 0xffffffff, body: undefined }],
+    ['PONG', Messages.pong(5), { kind: Kind.PONG, id: 5 }],
+    ['GOAWAY', Messages.goAway(ErrorCode.SHUTTING_DOWN, 'bye'), { kind: Kind.GOAWAY, code: 15, body: { message: 'bye' } }],
+    ['GOAWAY normal', Messages.goAway(ErrorCode.NONE, 'done'), { kind: Kind.GOAWAY, code: 0 }],
+  ];
+  for (const [name, msg, expected] of cases) {
+    for (const checksum of [false, true]) {
+      test(`${name} (checksum ${checksum})`, () => {
+        const frame = encoder.encode({ ...msg, checksum });
+        const decoded = decoder.decode(frame);
+        expect(decoded).toMatchObject(expected);
+        expect((decoded.flags & Flag.CHECKSUM) !== 0).toBe(checksum);
+      });
+    }
+  }
+});
+
+test('3000 distinct action names (ASCII and not) decode to themselves, however decoded names are cached', () => {
+  for (let i = 0; i < 3000; i++) {
+    const action = i % 3 === 0 ? `añción-${i}` : `action.${i}`;
+    expect(decoder.decode(encoder.encode(Messages.request(1, action))).action).toBe(action);
+  }
+  // Same lengths, different bytes, decoded back to back.
+  expect(decoder.decode(encoder.encode(Messages.request(1, 'ab'))).action).toBe('ab');
+  expect(decoder.decode(encoder.encode(Messages.request(1, 'ba'))).action).toBe('ba');
+});
+
+describe('attachments and compression', () => {
+  for (const size of [0, 1, 255, 256, 65_536, 3 * 1024 * 1024]) {
+    for (const compress of [false, true, 'body', 'attachment'] as const) {
+      for (const checksum of [false, true]) {
+        test(`attachment ${size} B, compress ${compress}, checksum ${checksum}`, () => {
+          const attachment = bytes(size);
+          const body = { text: 'abc'.repeat(200), size };
+          const frame = encoder.encode(Messages.request(1, 'up', body, { attachment, compress, checksum }));
+          const h = readHeader(frame);
+          const m = decoder.decode(frame);
+          expect(m.body).toEqual(body);
+          expect(m.attachment.equals(attachment)).toBe(true);
+          expect(h.attachLength).toBe(size);
+          expect(h.bodyLength).toBeGreaterThan(0);
+          const bodyCompressed = compress === true || compress === 'body';
+          // The pattern repeats every 256 bytes: only longer attachments shrink.
+          const attachCompressed = (compress === true || compress === 'attachment') && size >= 65_536;
+          expect((h.flags & Flag.BODY_DEFLATE) !== 0).toBe(bodyCompressed);
+          expect((h.flags & Flag.ATTACHMENT_DEFLATE) !== 0).toBe(attachCompressed);
+          if (bodyCompressed) expect(h.bodyWireLength).toBeLessThan(h.bodyLength);
+        });
+      }
+    }
+  }
+
+  test('incompressible data is sent uncompressed even when compression is asked for', () => {
+    const random = Buffer.alloc(4096);
+    let x = 12345;
+    for (let i = 0; i < random.length; i++) random[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+    const h = readHeader(encoder.encode(Messages.reply(1, undefined, { attachment: random, compress: true })));
+    expect(h.flags & Flag.ATTACHMENT_DEFLATE).toBe(0);
+    expect(h.attachWireLength).toBe(4096);
+  });
+
+  test('sections below compressThreshold are not compressed', () => {
+    const e = new MessageEncoder({ compressThreshold: 10_000 });
+    const h = readHeader(e.encode(Messages.reply(1, 'x'.repeat(5000), { compress: true })));
+    expect(h.flags & Flag.BODY_DEFLATE).toBe(0);
+  });
+
+  test('copyBuffers decides whether the attachment is a view of the frame or a copy', () => {
+    const frame = encoder.encode(Messages.reply(1, undefined, { attachment: Buffer.from('abc') }));
+    const view = new MessageDecoder({ copyBuffers: false }).decode(frame).attachment;
+    const copy = new MessageDecoder({ copyBuffers: true }).decode(frame).attachment;
+    frame[frame.length - 1] = 0x7a; // 'c' -> 'z'
+    expect(view.toString()).toBe('abz');
+    expect(copy.toString()).toBe('abc');
+  });
+});
+
+describe('encoding into caller buffers', () => {
+  test('encodeInto writes the same bytes as encode, with or without the prefix, at any offset', () => {
+    const msg = Messages.reply(3, { a: [1, 2, 3] }, { checksum: true, attachment: Buffer.from('xyz') });
+    const plain = encoder.encode(msg);
+    const target = Buffer.alloc(200, 0xee);
+    const n = encoder.encodeInto(msg, target, 10, false);
+    expect(n).toBe(plain.length);
+    expect(target.subarray(10, 10 + n).equals(plain)).toBe(true);
+    expect(target[9]).toBe(0xee);
+    const m = encoder.encodeInto(msg, target, 100, true);
+    expect(m).toBe(plain.length + PREFIX_BYTES);
+    expect(target.readUInt32LE(100)).toBe(plain.length);
+    expect(target.subarray(104, 100 + m).equals(plain)).toBe(true);
+    expect(encoder.encodePrefixed(msg).equals(target.subarray(100, 100 + m))).toBe(true);
+  });
+
+  test('encodeInto reports the size needed when the buffer is too small and writes nothing', () => {
+    const msg = Messages.reply(1, 'x'.repeat(100));
+    const small = Buffer.alloc(50, 0xaa);
+    const n = encoder.encodeInto(msg, small, 0, true);
+    const size = encoder.encode(msg).length + PREFIX_BYTES;
+    expect(n).toBe(-size);
+    expect(small.every((b) => b === 0xaa)).toBe(true);
+    const big = Buffer.alloc(size);
+    expect(encoder.encodeInto(msg, big, 0, true)).toBe(size);
+    expect(decoder.decode(big.subarray(PREFIX_BYTES)).body).toBe('x'.repeat(100));
+  });
+
+  test('sizeOf matches the encoded length', () => {
+    const msg = Messages.push('t', { big: 'y'.repeat(1000) }, { checksum: true });
+    expect(encoder.sizeOf(msg)).toBe(encoder.encode(msg).length);
+  });
+
+  test('the length rule holds: 28 + action + body + attachment + trailer', () => {
+    const frame = encoder.encode(Messages.request(1, 'abc', 'body', { attachment: Buffer.alloc(10), checksum: true }));
+    const h = readHeader(frame);
+    expect(frame.length).toBe(HEADER_BYTES + 3 + h.bodyWireLength + 10 + CHECKSUM_BYTES);
+  });
+});
+
+describe('stream framing', () => {
+  const frames = [
+    encoder.encodePrefixed(Messages.request(1, 'a', 1)),
+    Buffer.from([0, 0, 0, 0]), // a zero-length frame
+    encoder.encodePrefixed(Messages.request(2, 'b', 'x'.repeat(3000), { checksum: true })),
+    encoder.encodePrefixed(Messages.ping(3)),
+  ];
+  const stream = Buffer.concat(frames);
+
+  test('FrameReader yields the same frames however the stream is cut into chunks', () => {
+    for (const chunkSize of [1, 2, 3, 4, 5, 7, 64, 1000, stream.length]) {
+      const got: Buffer[] = [];
+      const reader = new FrameReader((f) => got.push(Buffer.from(f)));
+      for (let i = 0; i < stream.length; i += chunkSize) reader.push(stream.subarray(i, i + chunkSize));
+      expect(got.map((f) => f.length)).toEqual(frames.map((f) => f.length - 4));
+      expect(got[2]!.equals(frames[2]!.subarray(4))).toBe(true);
+      expect(reader.buffered).toBe(0);
+    }
+  });
+
+  test('FrameReader refuses a prefix above maxFrameBytes with a fatal FRAME_TOO_LARGE', () => {
+    const reader = new FrameReader(() => {}, { maxFrameBytes: 100 });
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32LE(101);
+    let caught: unknown;
+    try {
+      reader.push(prefix);
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(ProtocolError);
+    expect((caught as ProtocolError).code).toBe(ErrorCode.FRAME_TOO_LARGE);
+    expect((caught as ProtocolError).fatal).toBe(true);
+  });
+
+  test('decodePrefixed walks a stream and says INCOMPLETE (not corrupt) at every cut inside a frame', () => {
+    let offset = 0;
+    const kinds: Array<number | null> = [];
+    while (offset < stream.length) {
+      const { message, end } = decoder.decodePrefixed(stream, offset);
+      kinds.push(message ? message.kind : null);
+      offset = end;
+    }
+    expect(kinds).toEqual([Kind.REQUEST, null, Kind.REQUEST, Kind.PING]);
+    const third = frames[0]!.length + 4;
+    for (let cut = third; cut < third + frames[2]!.length; cut++) {
+      try {
+        decoder.decodePrefixed(stream.subarray(0, cut), third);
+        expect.unreachable();
+      } catch (e) {
+        expect((e as ProtocolError).incomplete).toBe(true);
+        expect((e as ProtocolError).code).toBe(ErrorCode.INCOMPLETE);
+        expect((e as ProtocolError).needed).toBe(cut - third < 4 ? 4 : frames[2]!.length);
+      }
+    }
+  });
+
+  test('sliceFrame returns a view without the prefix', () => {
+    const f = sliceFrame(stream, 0);
+    expect(f.length).toBe(frames[0]!.length - 4);
+    expect(f.buffer).toBe(stream.buffer);
+  });
+});
