@@ -8,11 +8,15 @@
 // Checks, each with every byte verified: many concurrent connections, a
 // frame split at every byte boundary, a frame far larger than the ring,
 // peers that half-close or reset mid-frame next to healthy ones, and a
-// peer that stops reading while megabytes are echoed to it.
+// peer that stops reading while megabytes are echoed to it; then the
+// project's C load generator (build/Release/ww_loadgen, when built) for two
+// seconds of pipelined traffic, byte-checked.
 import { spawn } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const [wine, nodeExe, pkg, dir] = process.argv.slice(2);
@@ -179,6 +183,27 @@ await check('the server still accepts and echoes afterwards', async () => {
   if (c.frames[0].toString() !== 'still here') throw new Error('wrong echo');
   c.s.destroy();
 });
+
+const LOADGEN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'build', 'Release', 'ww_loadgen');
+if (existsSync(LOADGEN)) {
+  await check('ww_loadgen: 32 connections x 8 pipelined 200-byte frames for 2 s, byte-exact', async () => {
+    const out = await new Promise((resolve) => {
+      const p = spawn(LOADGEN, ['--host', '127.0.0.1', '--port', String(port), '--connections', '32', '--pipeline', '8',
+        '--size', '200', '--duration', '2', '--warmup', '0.2', '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      p.stdout.on('data', (d) => (text += d));
+      p.on('exit', (code) => resolve({ code, text }));
+    });
+    const line = out.text.split('\n').find((l) => l.startsWith('RESULT '));
+    if (!line) throw new Error('no RESULT line: ' + out.text);
+    const r = JSON.parse(line.slice(7));
+    if (!r.ok || r.mismatches || r.errors || r.conn_errors || out.code !== 0 || !(r.replies > 0))
+      throw new Error('loadgen: ' + line);
+    checks.push(`     (${r.replies} replies, ${Math.round(r.rate)}/s under Wine; correctness only, not a benchmark)`);
+  });
+} else {
+  checks.push('skip ww_loadgen (build/Release/ww_loadgen is not built: npm install builds it)');
+}
 
 server.kill('SIGTERM');
 const exit = await serverExit;
