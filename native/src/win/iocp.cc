@@ -34,6 +34,8 @@
 // small ConnIo structs, not 100k x 64 KiB.  libuv's Windows TCP reads work
 // the same way.  The cost is one extra system call per readiness, which
 // FILE_SKIP_COMPLETION_PORT_ON_SUCCESS mostly pays back (below).
+// pause_recv() leaves the zero-byte receive posted (it holds nothing) and
+// only remembers that data is waiting; resume_recv() reads it then.
 //
 // FILE_SKIP_COMPLETION_PORT_ON_SUCCESS
 // ------------------------------------
