@@ -45,7 +45,7 @@
           "libraries": ["ws2_32.lib", "mswsock.lib"],
           "msvs_settings": {
             "VCCLCompilerTool": {
-              "AdditionalOptions": ["/std:c++17", "/utf-8", "/W3"],
+              "AdditionalOptions": ["/std:c++17", "/utf-8"],
               "ExceptionHandling": 0
             }
           }
