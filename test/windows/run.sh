@@ -3,7 +3,8 @@
 # run under Wine with the Windows node.exe, against the same tests as Linux.
 #
 #   1. cross-build build-win/whirlwind.node (mingw-w64; incremental)
-#   2. backend alone: poller-echo.exe under Wine, Linux clients
+#   2. backend alone: poller-echo.exe under Wine, Linux clients; the addon
+#      loads in a renamed node.exe (the delay-load hook)
 #   3. whole addon, Linux clients: examples/raw-echo.mjs under Wine,
 #      test/windows/linux-clients.mjs from the Linux node
 #   4. whole addon, Windows clients: the vitest suites under node.exe
@@ -64,6 +65,22 @@ if timeout 120 node test/windows/poller-echo.mjs "$WINE" "$OUT/poller-echo.exe" 
   RESULTS+=("poller-echo (backend alone, Linux clients): pass, $(since "$t")")
 else
   RESULTS+=("poller-echo (backend alone, Linux clients): FAIL, $(since "$t")")
+  status=1
+fi
+
+# --- 2b. the addon loads in a host not named node.exe (delay-load hook) ----
+t=$EPOCHREALTIME
+HOST_EXE=$CACHE/node-win/$NODE_WIN_VERSION/renamed-host.exe
+[ -f "$HOST_EXE" ] || ln "$NODE_EXE" "$HOST_EXE" 2>/dev/null || cp "$NODE_EXE" "$HOST_EXE"
+HLOG=$OUT/renamed-host.log
+if timeout -k 5 60 "$WINE" "$HOST_EXE" -e "
+    const a = require(process.env.WHIRLWIND_ADDON);
+    if (!a.probe('iocp').available) process.exit(2);
+    console.log('loaded in ' + require('path').basename(process.execPath));
+  " </dev/null >"$HLOG" 2>&1 && grep -q 'loaded in renamed-host.exe' "$HLOG"; then
+  RESULTS+=("addon loads in a host not named node.exe: pass, $(since "$t")")
+else
+  RESULTS+=("addon loads in a host not named node.exe: FAIL, $(since "$t"); log: $HLOG")
   status=1
 fi
 
