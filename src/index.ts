@@ -7,3 +7,8 @@ export { probeBackends, chooseBackend } from './backends.js';
 export type { BackendInfo } from './backends.js';
 export { OptionError, BackendUnavailableError } from './errors.js';
 export { LAYOUT, layoutMismatches } from './layout.js';
+
+// The wire protocol (docs/protocol.md) and its codec.
+export * from './protocol/index.js';
+// The TypeScript client.
+export * from './client/index.js';
