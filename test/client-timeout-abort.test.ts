@@ -1,18 +1,14 @@
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { beforeAll, expect, test } from 'vitest';
 import { connect, type Client } from '../src/client/index.js';
 import { ErrorCode, ProtocolError } from '../src/protocol/index.js';
-import { ReferenceServer } from './fixtures/protocol-server.js';
+import { ReferenceServer, useReferenceServerAndClient } from './fixtures/protocol-server.js';
 
+const env = useReferenceServerAndClient();
 let server: ReferenceServer;
 let client: Client;
-
-beforeAll(async () => {
-  server = await ReferenceServer.start();
-  client = await connect({ port: server.port });
-});
-afterAll(async () => {
-  await client.close();
-  await server.stop();
+beforeAll(() => {
+  server = env.server();
+  client = env.client();
 });
 
 test('a request that outlives its timeout rejects with a local TIMEOUT and a late reply is dropped', async () => {
