@@ -26,7 +26,8 @@ export type CloseReason =
   | 'local-flushed'
   | 'frame-too-large'
   | 'server-closing'
-  | 'out-of-memory';
+  | 'out-of-memory'
+  | 'idle';
 
 /** A snapshot of the engine's counters, summed over its I/O threads. */
 export interface EngineStats {
@@ -35,6 +36,8 @@ export interface EngineStats {
   connections: {
     open: number;
     accepted: number;
+    /** Refused by maxConnections or maxConnectionsPerAddress (never reached JS). */
+    refused: number;
     /** Connections closed, by close reason. */
     closed: Record<CloseReason, number>;
   };
@@ -100,6 +103,7 @@ const CLOSE_REASONS: Record<number, CloseReason> = {
   [LAYOUT.closeFrameTooLarge]: 'frame-too-large',
   [LAYOUT.closeServerClosing]: 'server-closing',
   [LAYOUT.closeOutOfMemory]: 'out-of-memory',
+  [LAYOUT.closeIdle]: 'idle',
 };
 
 const ERRNO_NAMES = new Map<number, string>(
@@ -118,6 +122,7 @@ function closeInfo(code: number, errno: number, detail: number, maxFrame: number
     case 'frame-too-large': message = `frame length ${detail} exceeds maxFrameBytes (${maxFrame})`; break;
     case 'server-closing': message = 'the server is closing'; break;
     case 'out-of-memory': message = `out of memory buffering ${detail} bytes`; break;
+    case 'idle': message = `nothing received or sent for ${detail} ms (idleTimeoutMs)`; break;
   }
   return { reason, errno, code: name, detail, message };
 }
@@ -222,6 +227,12 @@ export class RawServer {
         recvBufferCount: o.recvBufferCount,
         backlog: o.backlog,
         protocolCheck: o.protocolCheck,
+        maxConnections: o.maxConnections,
+        maxConnectionsPerAddress: o.maxConnectionsPerAddress,
+        refuseFrame: o.refuseFrame ?? undefined,
+        idleTimeoutMs: o.idleTimeoutMs,
+        idleFrame: o.idleFrame ?? undefined,
+        keepAliveMs: o.keepAliveMs,
       },
       this.#onWake,
     );
@@ -342,7 +353,7 @@ export class RawServer {
     return {
       backend: this.backend,
       ioThreads: this.#rings.length,
-      connections: { open: sum(LAYOUT.statOpen), accepted: sum(LAYOUT.statAccepted), closed },
+      connections: { open: sum(LAYOUT.statOpen), accepted: sum(LAYOUT.statAccepted), refused: sum(LAYOUT.statRefused), closed },
       framesIn: sum(LAYOUT.statFramesIn),
       bytesIn: sum(LAYOUT.statBytesIn),
       sendsOut: sum(LAYOUT.statSendsOut),

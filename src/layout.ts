@@ -5,7 +5,7 @@
 import type { NativeLayout } from './native.js';
 
 export const LAYOUT = Object.freeze({
-  version: 4,
+  version: 5,
   slotBits: 20,
   threadBits: 6,
   genBits: 27,
@@ -22,7 +22,7 @@ export const LAYOUT = Object.freeze({
   ringStalled: 68,
   minRingBytes: 4096,
   statsBytes: 256,
-  statCount: 19,
+  statCount: 20,
   statAccepted: 0,
   statOpen: 1,
   statClosedBase: 2,
@@ -35,6 +35,7 @@ export const LAYOUT = Object.freeze({
   statAcceptErrors: 16,
   statStaleOps: 17,
   statWakeups: 18,
+  statRefused: 19,
   maxRingBytes: 1 << 30,
   recordHeaderBytes: 16,
   recordAlign: 16,
@@ -64,6 +65,7 @@ export const LAYOUT = Object.freeze({
   closeFrameTooLarge: 5,
   closeServerClosing: 6,
   closeOutOfMemory: 7,
+  closeIdle: 8,
 });
 
 export type Layout = typeof LAYOUT;

@@ -47,6 +47,12 @@ struct EngineOptions {
   uint32_t recv_buffer_count = 32;
   int backlog = 4096;
   bool protocol_check = false;           // check protocol headers and CRCs (protocol_check.h)
+  uint32_t max_connections = 0;          // 0: no limit
+  uint32_t max_per_address = 0;          // 0: no limit
+  std::vector<uint8_t> refuse_frame;     // written to a refused connection before it closes
+  uint32_t idle_timeout_ms = 0;          // 0: off
+  std::vector<uint8_t> idle_frame;       // written before an idle connection closes
+  uint32_t keepalive_ms = 0;             // 0: off
 };
 
 // The completion block shared with JS.  It outlives the engine while the JS
@@ -121,7 +127,10 @@ class IoThread : private FramerSink {
   void run();
   void dispatch(Completion& c);
   void drain_inbox();
-  void adopt(sock_t s);
+  void adopt(sock_t s, uint64_t addr_key);
+  void on_accepted(sock_t s);
+  void refuse(sock_t s);
+  void sweep_idle(int64_t now);
   void on_received(Completion& c);
   void sync_signal(bool ok, const std::string& err);
   bool sync_wait(std::string* err);
@@ -184,6 +193,7 @@ class IoThread : private FramerSink {
   bool listening_ = false;
   bool shutting_down_ = false;
   bool stopped_emitted_ = false;
+  int64_t next_sweep_ms_ = 0;
 };
 
 class Engine {
@@ -218,6 +228,7 @@ class Engine {
  private:
   friend class IoThread;
   void notify_js();
+  void release_admission(uint64_t addr_key);
   uint64_t add_large(uint8_t* data, uint32_t len);
   Conn* find_live(uint64_t token) const;
 
@@ -237,6 +248,11 @@ class Engine {
   uint64_t large_next_ = 1;
 
   std::vector<std::vector<uint8_t>> staging_;  // JS thread only: per-thread submit staging
+
+  // Admission (decided on thread 0, released by the thread that recycles).
+  std::atomic<uint32_t> open_total_{0};
+  std::mutex addr_mu_;
+  std::unordered_map<uint64_t, uint32_t> per_addr_;
 };
 
 }  // namespace ww

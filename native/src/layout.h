@@ -10,7 +10,7 @@
 namespace ww {
 
 // Bump on any change below.  TS checks it at load.
-constexpr uint32_t kLayoutVersion = 4;
+constexpr uint32_t kLayoutVersion = 5;
 
 // ---------------------------------------------------------------------------
 // Connection tokens
@@ -114,7 +114,7 @@ constexpr uint32_t kStatsBytes = 256;
 enum Stat : uint32_t {
   kStatAccepted = 0,     // connections adopted by this thread
   kStatOpen,             // open now (a gauge)
-  kStatClosedBase,       // + CloseReason (1..7): connections closed for that reason
+  kStatClosedBase,       // + CloseReason - 1 (1..8): connections closed for that reason
   kStatFramesIn = 10,    // frames handed to JS
   kStatBytesIn,          // payload bytes of those frames
   kStatSendsOut,         // send entries taken from JS
@@ -124,6 +124,7 @@ enum Stat : uint32_t {
   kStatAcceptErrors,     // accept failures (EMFILE and the like)
   kStatStaleOps,         // sends/closes for connections already closed
   kStatWakeups,          // loop turns (wait() returns)
+  kStatRefused,          // connections refused (maxConnections, per-address limit)
   kStatCount
 };
 static_assert(kStatCount * 8 <= 256, "stats must fit kStatsBytes");
@@ -171,6 +172,7 @@ enum CloseReason : uint32_t {
   kCloseFrameTooLarge = 5, // a frame length above maxFrameBytes (detail = the length)
   kCloseServerClosing = 6, // the server is closing
   kCloseOutOfMemory = 7,   // a receive buffer could not be allocated
+  kCloseIdle = 8,          // nothing received or sent for idleTimeoutMs
 };
 
 // ---------------------------------------------------------------------------
@@ -194,11 +196,13 @@ enum BatchOp : uint32_t {
   kOpPauseRecv = 4,     // stop reading this connection (TCP backpressure on it)
   kOpResumeRecv = 5,    // read it again
   // Internal ops (never written by JS): an I/O thread's inbox shares the format.
-  kOpAdopt = 100,       // token field holds a socket handle to adopt
+  kOpAdopt = 100,       // token field holds a socket handle to adopt; 8 bytes: its address key
   kOpListen = 103,      // token field holds the listening socket (thread 0)
   kOpStopListen = 101,
   kOpShutdown = 102,    // graceful close: close every connection, emit kRecStopped
 };
+
+static_assert(kStatClosedBase + kCloseIdle - 1 < kStatFramesIn, "a stats counter per close reason");
 
 inline uint32_t align_up(uint32_t n, uint32_t a) { return (n + a - 1) & ~(a - 1); }
 
