@@ -2,7 +2,7 @@
 export { listenRaw, RawServer } from './engine.js';
 export type { RawHandlers, PeerAddress, CloseInfo, CloseReason, EngineStats } from './engine.js';
 export { ENGINE_DEFAULTS, resolveEngineOptions, defaultIoThreads, BACKENDS } from './options.js';
-export type { EngineOptions, ResolvedEngineOptions, BackendName } from './options.js';
+export type { EngineOptions, ResolvedEngineOptions, BackendName, AcceptHook } from './options.js';
 export { probeBackends, chooseBackend } from './backends.js';
 export type { BackendInfo } from './backends.js';
 export { OptionError, BackendUnavailableError } from './errors.js';

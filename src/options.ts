@@ -5,6 +5,16 @@ import { OptionError } from './errors.js';
 import { LAYOUT } from './layout.js';
 
 export type BackendName = 'epoll' | 'io_uring' | 'iocp';
+
+/** The peer of a connection. */
+export interface PeerAddress {
+  address: string;
+  port: number;
+  family: 4 | 6;
+}
+
+/** Decides whether to admit a new connection; a Promise may take up to acceptHookTimeoutMs. */
+export type AcceptHook = (peer: PeerAddress) => boolean | Promise<boolean>;
 export const BACKENDS: readonly BackendName[] = Object.freeze(['io_uring', 'epoll', 'iocp'] as const);
 
 export interface EngineOptions {
@@ -50,6 +60,10 @@ export interface EngineOptions {
   idleFrame?: Uint8Array | null;
   /** TCP keep-alive: first probe after this much silence (0: off). */
   keepAliveMs?: number;
+  /** Decides, by peer address, whether a new connection is admitted (null: all are). */
+  acceptHook?: AcceptHook | null;
+  /** An accept hook's Promise that takes longer refuses the connection. */
+  acceptHookTimeoutMs?: number;
 }
 
 export type ResolvedEngineOptions = Required<EngineOptions>;
@@ -74,6 +88,8 @@ export const ENGINE_DEFAULTS: Readonly<ResolvedEngineOptions> = Object.freeze({
   idleTimeoutMs: 0,
   idleFrame: null,
   keepAliveMs: 0,
+  acceptHook: null,
+  acceptHookTimeoutMs: 1000,
 });
 
 /** Half the cores, at least 1 and at most 4: the other half runs JavaScript. */
@@ -127,6 +143,8 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
   int('maxConnectionsPerAddress', o.maxConnectionsPerAddress, 0, 0xffff_ffff);
   int('idleTimeoutMs', o.idleTimeoutMs, 0, 0x7fff_ffff);
   int('keepAliveMs', o.keepAliveMs, 0, 0x7fff_ffff);
+  if (o.acceptHook !== null && typeof o.acceptHook !== 'function') throw new OptionError('acceptHook', 'must be a function or null');
+  int('acceptHookTimeoutMs', o.acceptHookTimeoutMs, 1, 0x7fff_ffff);
   for (const k of ['refuseFrame', 'idleFrame'] as const) {
     const v = o[k];
     if (v !== null && !(v instanceof Uint8Array)) throw new OptionError(k, 'must be a Uint8Array or null');

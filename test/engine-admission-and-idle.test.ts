@@ -54,6 +54,69 @@ describe.each(backendCases)('admission and idle: $title', ({ name, available }) 
     expect(again.ended).toBe(false);
   });
 
+  it.skipIf(!available)('an accept hook admits or refuses by peer, sync or async, with a deadline', async () => {
+    const opens: number[] = [];
+    const closes: CloseInfo[] = [];
+    const frames: string[] = [];
+    let mode: 'yes' | 'no' | 'slow-yes' | 'too-slow' | 'throw' = 'yes';
+    const seen: string[] = [];
+    const server = listenRaw(
+      {
+        backend: name,
+        acceptHookTimeoutMs: 200,
+        refuseFrame: frame(Buffer.from('go away')),
+        acceptHook: (peer) => {
+          seen.push(`${mode}:${peer.address}`);
+          if (mode === 'yes') return true;
+          if (mode === 'no') return false;
+          if (mode === 'throw') throw new Error('hook failed');
+          const ms = mode === 'slow-yes' ? 50 : 1000;
+          return new Promise((resolve) => setTimeout(() => resolve(true), ms));
+        },
+      },
+      {
+        open: (c) => void opens.push(c),
+        close: (_c, info) => void closes.push(info),
+        frame: (c, d) => {
+          frames.push(d.toString());
+          server.send(c, d);
+        },
+      },
+    );
+    servers.push(server);
+    const expectRefused = async () => {
+      const c = await FramedClient.connect(server.port);
+      clients.push(c);
+      c.send(Buffer.from('ignored'));
+      await c.waitClosed();
+      expect(c.frames.map((f) => f.toString())).toEqual(['go away']);
+    };
+    const expectAdmitted = async (text: string) => {
+      const c = await FramedClient.connect(server.port);
+      clients.push(c);
+      c.send(Buffer.from(text));
+      const got = await c.waitFrames(1);
+      expect(got[0]!.toString()).toBe(text);
+    };
+    await expectAdmitted('sync yes');
+    mode = 'no';
+    await expectRefused();
+    mode = 'slow-yes';
+    await expectAdmitted('async yes');
+    mode = 'too-slow';
+    await expectRefused();
+    mode = 'throw';
+    await expectRefused();
+    expect(seen).toEqual(['yes:127.0.0.1', 'no:127.0.0.1', 'slow-yes:127.0.0.1', 'too-slow:127.0.0.1', 'throw:127.0.0.1']);
+    // The user's handlers heard of the two admitted connections only; nothing
+    // a refused client sent was read.
+    expect(opens.length).toBe(2);
+    expect(frames).toEqual(['sync yes', 'async yes']);
+    expect(closes.length).toBe(0);
+    await until(() => server.stats().connections.closed.refused === 3, 5000, 'refusals counted');
+    expect(server.stats().connections.refused).toBe(3);
+  });
+
   it.skipIf(!available)('limits connections per peer address', async () => {
     const opens: string[] = [];
     const server = listenRaw({ backend: name, host: '0.0.0.0', maxConnectionsPerAddress: 2 }, {

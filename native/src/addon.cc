@@ -79,6 +79,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     opts.max_per_address = get_u32(o, "maxConnectionsPerAddress", 0);
     opts.idle_timeout_ms = get_u32(o, "idleTimeoutMs", 0);
     opts.keepalive_ms = get_u32(o, "keepAliveMs", 0);
+    opts.hold_new = o.Get("holdNew").ToBoolean().Value();
     for (const char* key : {"refuseFrame", "idleFrame"}) {
       Napi::Value v = o.Get(key);
       if (!v.IsTypedArray()) continue;
@@ -336,6 +337,10 @@ Napi::Object Layout(Napi::Env env) {
   set("closeServerClosing", kCloseServerClosing);
   set("closeOutOfMemory", kCloseOutOfMemory);
   set("closeIdle", kCloseIdle);
+  set("closeRefused", kCloseRefused);
+  set("opAdmit", kOpAdmit);
+  set("opRefuse", kOpRefuse);
+  set("recFlagHeld", kRecFlagHeld);
   set("statRefused", kStatRefused);
   return l;
 }

@@ -259,6 +259,7 @@ Conn* IoThread::alloc_conn() {
   c->send_inflight = c->close_after_flush = c->above_high_water = c->recv_ended = false;
   c->send_touched = false;
   c->framer_broken = false;
+  c->held_for_admission = false;
   c->close_reason = 0;
   c->held = 0;
   c->recycle_when_unheld = false;
@@ -418,8 +419,25 @@ void IoThread::drain_inbox() {
         poller_->pause_recv(c);
         break;
       case kOpResumeRecv:
-        poller_->resume_recv(c);
+        if (!c->held_for_admission) poller_->resume_recv(c);
         break;
+      case kOpAdmit:
+        if (c->held_for_admission) {
+          c->held_for_admission = false;
+          std::string err;
+          if (!poller_->start_recv(c, &err)) begin_close(c, kCloseError, 0, 0);
+        }
+        break;
+      case kOpRefuse: {
+        const std::vector<uint8_t>& f = engine_->opts_.refuse_frame;
+        stat_add(kStatRefused);
+        if (!f.empty() && c->queued.append(f.data(), uint32_t(f.size()))) {
+          c->pending_bytes.fetch_add(f.size(), std::memory_order_relaxed);
+          if (!c->send_inflight) start_send(c);
+        }
+        request_close(c, kCloseRefused, 0, 0, true);
+        break;
+      }
       default:
         break;
     }
@@ -506,14 +524,18 @@ void IoThread::adopt(sock_t s, uint64_t addr_key) {
   set_live(c, c->gen);
   stat_add(kStatAccepted);
   stat_add(kStatOpen);
-  emit(kRecOpen, c, token_of(c), payload, uint32_t(4 + alen));
+  const bool hold = engine_->opts_.hold_new;
+  c->held_for_admission = hold;
+  emit(kRecOpen, c, token_of(c), payload, uint32_t(4 + alen), hold ? kRecFlagHeld : 0);
+  if (hold) return;  // JS's accept hook decides: kOpAdmit or kOpRefuse
   std::string err;
   if (!poller_->start_recv(c, &err)) begin_close(c, kCloseError, 0, 0);
 }
 
-void IoThread::emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len) {
+void IoThread::emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len,
+                    uint16_t flags) {
   if (held_.empty()) {
-    uint8_t* p = ring_.reserve(kind, token, len);
+    uint8_t* p = ring_.reserve(kind, token, len, flags);
     if (p) {
       if (len) std::memcpy(p, payload, len);
       return;
@@ -523,6 +545,7 @@ void IoThread::emit(uint16_t kind, Conn* c, double token, const void* payload, u
   Deferred d;
   d.is_recv = false;
   d.kind = kind;
+  d.flags = flags;
   d.len = len;
   d.token = token;
   d.conn = c;
@@ -551,6 +574,7 @@ void IoThread::on_received(Completion& comp) {
   Deferred d;
   d.is_recv = true;
   d.kind = 0;
+  d.flags = 0;
   d.len = 0;
   d.token = 0;
   d.conn = c;
@@ -620,7 +644,7 @@ void IoThread::flush_held() {
       if (--c->held == 0 && c->recycle_when_unheld) recycle(c);
       continue;
     }
-    uint8_t* p = ring_.reserve(d.kind, d.token, d.len);
+    uint8_t* p = ring_.reserve(d.kind, d.token, d.len, d.flags);
     if (!p) return;
     if (d.len) std::memcpy(p, d.payload, d.len);
     Conn* c = d.conn;
@@ -650,7 +674,7 @@ void IoThread::begin_close(Conn* c, uint32_t reason, int err, uint32_t detail) {
   c->close_reason = uint8_t(reason);
   set_live(c, 0);
   stat_add(kStatOpen, -1);
-  if (reason >= 1 && reason <= kCloseIdle) stat_add(Stat(kStatClosedBase + reason - 1));
+  if (reason >= 1 && reason <= kCloseRefused) stat_add(Stat(kStatClosedBase + reason - 1));
   uint8_t payload[kClosePayloadBytes];
   int32_t e = err;
   std::memcpy(payload, &reason, 4);
@@ -903,7 +927,7 @@ long Engine::submit(const uint8_t* batch, size_t len, std::string* err) {
     std::memcpy(&n, batch + off + 8, 4);
     std::memcpy(&op, batch + off + 12, 4);
     if (op != kOpSend && op != kOpClose && op != kOpCloseFlushed && op != kOpPauseRecv &&
-        op != kOpResumeRecv) {
+        op != kOpResumeRecv && op != kOpAdmit && op != kOpRefuse) {
       *err = "send batch: unknown op " + std::to_string(op) + " at offset " + std::to_string(off);
       return -1;
     }

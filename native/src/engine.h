@@ -53,6 +53,7 @@ struct EngineOptions {
   uint32_t idle_timeout_ms = 0;          // 0: off
   std::vector<uint8_t> idle_frame;       // written before an idle connection closes
   uint32_t keepalive_ms = 0;             // 0: off
+  bool hold_new = false;                 // new connections wait for kOpAdmit / kOpRefuse
 };
 
 // The completion block shared with JS.  It outlives the engine while the JS
@@ -117,6 +118,7 @@ class IoThread : private FramerSink {
   struct Deferred {
     bool is_recv;
     uint16_t kind;
+    uint16_t flags;
     uint32_t len;
     double token;
     Conn* conn;
@@ -143,7 +145,8 @@ class IoThread : private FramerSink {
   bool frame(Conn* c, const uint8_t* p, uint32_t n) override;
   bool large_frame(Conn* c) override;
   void broken(Conn* c, uint32_t reason, uint32_t detail) override;
-  void emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len);
+  void emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len,
+            uint16_t flags = 0);
   void request_close(Conn* c, uint32_t reason, int err, uint32_t detail, bool flush);
   void begin_close(Conn* c, uint32_t reason, int err, uint32_t detail);
   void on_sent(Conn* c, int32_t res);
