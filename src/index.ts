@@ -12,3 +12,5 @@ export { LAYOUT, layoutMismatches } from './layout.js';
 export * from './protocol/index.js';
 // The TypeScript client.
 export * from './client/index.js';
+// Stats as Prometheus text exposition.
+export { statsToPrometheus, PROMETHEUS_CONTENT_TYPE } from './prometheus.js';
