@@ -11,13 +11,9 @@ import { constants as osConstants } from 'node:os';
 import { chooseBackend } from './backends.js';
 import { checkLayout, LAYOUT, tokenGen, tokenSlot, tokenThread } from './layout.js';
 import { loadAddon, type NativeEngineHandle } from './native.js';
-import { resolveEngineOptions, type BackendName, type EngineOptions, type ResolvedEngineOptions } from './options.js';
+import { resolveEngineOptions, type BackendName, type EngineOptions, type PeerAddress, type ResolvedEngineOptions } from './options.js';
 
-export interface PeerAddress {
-  address: string;
-  port: number;
-  family: 4 | 6;
-}
+export type { PeerAddress } from './options.js';
 
 export type CloseReason =
   | 'peer'
@@ -26,7 +22,9 @@ export type CloseReason =
   | 'local-flushed'
   | 'frame-too-large'
   | 'server-closing'
-  | 'out-of-memory';
+  | 'out-of-memory'
+  | 'idle'
+  | 'refused';
 
 /** A snapshot of the engine's counters, summed over its I/O threads. */
 export interface EngineStats {
@@ -35,6 +33,8 @@ export interface EngineStats {
   connections: {
     open: number;
     accepted: number;
+    /** Refused by maxConnections or maxConnectionsPerAddress (never reached JS). */
+    refused: number;
     /** Connections closed, by close reason. */
     closed: Record<CloseReason, number>;
   };
@@ -100,6 +100,8 @@ const CLOSE_REASONS: Record<number, CloseReason> = {
   [LAYOUT.closeFrameTooLarge]: 'frame-too-large',
   [LAYOUT.closeServerClosing]: 'server-closing',
   [LAYOUT.closeOutOfMemory]: 'out-of-memory',
+  [LAYOUT.closeIdle]: 'idle',
+  [LAYOUT.closeRefused]: 'refused',
 };
 
 const ERRNO_NAMES = new Map<number, string>(
@@ -118,6 +120,8 @@ function closeInfo(code: number, errno: number, detail: number, maxFrame: number
     case 'frame-too-large': message = `frame length ${detail} exceeds maxFrameBytes (${maxFrame})`; break;
     case 'server-closing': message = 'the server is closing'; break;
     case 'out-of-memory': message = `out of memory buffering ${detail} bytes`; break;
+    case 'idle': message = `nothing received or sent for ${detail} ms (idleTimeoutMs)`; break;
+    case 'refused': message = 'refused by the accept hook'; break;
   }
   return { reason, errno, code: name, detail, message };
 }
@@ -198,6 +202,8 @@ export class RawServer {
   #stopped = 0;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** Connections the accept hook has not admitted (yet, or ever): their events are not the user's. */
+  #unadmitted = new Set<number>();
   #resolveClose: (() => void) | undefined;
 
   constructor(options: EngineOptions, handlers: RawHandlers) {
@@ -222,6 +228,13 @@ export class RawServer {
         recvBufferCount: o.recvBufferCount,
         backlog: o.backlog,
         protocolCheck: o.protocolCheck,
+        maxConnections: o.maxConnections,
+        maxConnectionsPerAddress: o.maxConnectionsPerAddress,
+        refuseFrame: o.refuseFrame ?? undefined,
+        idleTimeoutMs: o.idleTimeoutMs,
+        idleFrame: o.idleFrame ?? undefined,
+        keepAliveMs: o.keepAliveMs,
+        holdNew: o.acceptHook !== null,
       },
       this.#onWake,
     );
@@ -342,7 +355,7 @@ export class RawServer {
     return {
       backend: this.backend,
       ioThreads: this.#rings.length,
-      connections: { open: sum(LAYOUT.statOpen), accepted: sum(LAYOUT.statAccepted), closed },
+      connections: { open: sum(LAYOUT.statOpen), accepted: sum(LAYOUT.statAccepted), refused: sum(LAYOUT.statRefused), closed },
       framesIn: sum(LAYOUT.statFramesIn),
       bytesIn: sum(LAYOUT.statBytesIn),
       sendsOut: sum(LAYOUT.statSendsOut),
@@ -387,6 +400,37 @@ export class RawServer {
     this.#closed = true;
     this.#native.stop();
     this.#resolveClose?.();
+  }
+
+  /** Run the accept hook for a held connection, then admit or refuse it. */
+  #admission(conn: number, peer: PeerAddress): void {
+    this.#unadmitted.add(conn);
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    const decide = (admit: boolean): void => {
+      if (done) return;
+      done = true;
+      if (timer) clearTimeout(timer);
+      if (this.#closed || !this.isOpen(conn)) return; // gone meanwhile; its close is swallowed
+      if (admit) {
+        this.#unadmitted.delete(conn);
+        this.#batch.entry(conn, LAYOUT.opAdmit, 0);
+        this.#queueFlush();
+        this.#h.open?.(conn, peer);
+      } else {
+        this.#batch.entry(conn, LAYOUT.opRefuse, 0);
+        this.#queueFlush();
+      }
+    };
+    let verdict: boolean | Promise<boolean>;
+    try {
+      verdict = this.options.acceptHook!(peer);
+    } catch {
+      return decide(false);
+    }
+    if (typeof verdict === 'boolean') return decide(verdict);
+    timer = setTimeout(() => decide(false), this.options.acceptHookTimeoutMs);
+    Promise.resolve(verdict).then((v) => decide(v === true), () => decide(false));
   }
 
   #queueFlush(): void {
@@ -490,7 +534,9 @@ export class RawServer {
         const port = this.#u16[p >> 1]!;
         const family = this.#u8[p + 2] === 6 ? 6 : 4;
         const n = this.#u8[p + 3]!;
-        h.open?.(token, { address: this.#buf.toString('latin1', p + 4, p + 4 + n), port, family });
+        const peer: PeerAddress = { address: this.#buf.toString('latin1', p + 4, p + 4 + n), port, family };
+        if (flags & LAYOUT.recFlagHeld) this.#admission(token, peer);
+        else h.open?.(token, peer);
         return;
       }
       case LAYOUT.recFrameLarge: {
@@ -499,6 +545,8 @@ export class RawServer {
         return;
       }
       case LAYOUT.recClose:
+        // A connection the user never saw open is not closed for the user either.
+        if (this.#unadmitted.delete(token)) return;
         h.close?.(token, closeInfo(this.#u32[p >> 2]!, this.#i32[(p + 4) >> 2]!, this.#u32[(p + 8) >> 2]!, this.options.maxFrameBytes));
         return;
       case LAYOUT.recDrain:

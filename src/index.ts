@@ -2,8 +2,15 @@
 export { listenRaw, RawServer } from './engine.js';
 export type { RawHandlers, PeerAddress, CloseInfo, CloseReason, EngineStats } from './engine.js';
 export { ENGINE_DEFAULTS, resolveEngineOptions, defaultIoThreads, BACKENDS } from './options.js';
-export type { EngineOptions, ResolvedEngineOptions, BackendName } from './options.js';
+export type { EngineOptions, ResolvedEngineOptions, BackendName, AcceptHook } from './options.js';
 export { probeBackends, chooseBackend } from './backends.js';
 export type { BackendInfo } from './backends.js';
 export { OptionError, BackendUnavailableError } from './errors.js';
 export { LAYOUT, layoutMismatches } from './layout.js';
+
+// The wire protocol (docs/protocol.md) and its codec.
+export * from './protocol/index.js';
+// The TypeScript client.
+export * from './client/index.js';
+// Stats as Prometheus text exposition.
+export { statsToPrometheus, PROMETHEUS_CONTENT_TYPE } from './prometheus.js';

@@ -5,6 +5,16 @@ import { OptionError } from './errors.js';
 import { LAYOUT } from './layout.js';
 
 export type BackendName = 'epoll' | 'io_uring' | 'iocp';
+
+/** The peer of a connection. */
+export interface PeerAddress {
+  address: string;
+  port: number;
+  family: 4 | 6;
+}
+
+/** Decides whether to admit a new connection; a Promise may take up to acceptHookTimeoutMs. */
+export type AcceptHook = (peer: PeerAddress) => boolean | Promise<boolean>;
 export const BACKENDS: readonly BackendName[] = Object.freeze(['io_uring', 'epoll', 'iocp'] as const);
 
 export interface EngineOptions {
@@ -38,6 +48,22 @@ export interface EngineOptions {
    * `frame(conn, data, check)`.
    */
   protocolCheck?: boolean;
+  /** Open connections at most (0: no limit); more are refused. */
+  maxConnections?: number;
+  /** Open connections from one peer address at most (0: no limit). */
+  maxConnectionsPerAddress?: number;
+  /** Bytes (whole frames) written to a refused connection before it is closed. */
+  refuseFrame?: Uint8Array | null;
+  /** Close a connection after this long with nothing received or sent (0: never). */
+  idleTimeoutMs?: number;
+  /** Bytes (whole frames) written to an idle connection before it is closed. */
+  idleFrame?: Uint8Array | null;
+  /** TCP keep-alive: first probe after this much silence (0: off). */
+  keepAliveMs?: number;
+  /** Decides, by peer address, whether a new connection is admitted (null: all are). */
+  acceptHook?: AcceptHook | null;
+  /** An accept hook's Promise that takes longer refuses the connection. */
+  acceptHookTimeoutMs?: number;
 }
 
 export type ResolvedEngineOptions = Required<EngineOptions>;
@@ -56,6 +82,14 @@ export const ENGINE_DEFAULTS: Readonly<ResolvedEngineOptions> = Object.freeze({
   recvBufferCount: 32,
   backlog: 4096,
   protocolCheck: false,
+  maxConnections: 0,
+  maxConnectionsPerAddress: 0,
+  refuseFrame: null,
+  idleTimeoutMs: 0,
+  idleFrame: null,
+  keepAliveMs: 0,
+  acceptHook: null,
+  acceptHookTimeoutMs: 1000,
 });
 
 /** Half the cores, at least 1 and at most 4: the other half runs JavaScript. */
@@ -105,5 +139,16 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
   int('recvBufferCount', o.recvBufferCount, 1, 65535);
   int('backlog', o.backlog, 1, 65535);
   if (typeof o.protocolCheck !== 'boolean') throw new OptionError('protocolCheck', 'must be a boolean');
+  int('maxConnections', o.maxConnections, 0, 0xffff_ffff);
+  int('maxConnectionsPerAddress', o.maxConnectionsPerAddress, 0, 0xffff_ffff);
+  int('idleTimeoutMs', o.idleTimeoutMs, 0, 0x7fff_ffff);
+  int('keepAliveMs', o.keepAliveMs, 0, 0x7fff_ffff);
+  if (o.acceptHook !== null && typeof o.acceptHook !== 'function') throw new OptionError('acceptHook', 'must be a function or null');
+  int('acceptHookTimeoutMs', o.acceptHookTimeoutMs, 1, 0x7fff_ffff);
+  for (const k of ['refuseFrame', 'idleFrame'] as const) {
+    const v = o[k];
+    if (v !== null && !(v instanceof Uint8Array)) throw new OptionError(k, 'must be a Uint8Array or null');
+    if (v && v.length > 65536) throw new OptionError(k, `must be at most 65536 bytes (got ${v.length})`);
+  }
   return o;
 }

@@ -1,18 +1,14 @@
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { beforeAll, expect, test } from 'vitest';
 import { connect, type Client, type Push } from '../src/client/index.js';
-import { ReferenceServer } from './fixtures/protocol-server.js';
+import { ReferenceServer, useReferenceServerAndClient } from './fixtures/protocol-server.js';
 import { waitFor } from './fixtures/wait.js';
 
+const env = useReferenceServerAndClient();
 let server: ReferenceServer;
 let client: Client;
-
-beforeAll(async () => {
-  server = await ReferenceServer.start();
-  client = await connect({ port: server.port });
-});
-afterAll(async () => {
-  await client.close();
-  await server.stop();
+beforeAll(() => {
+  server = env.server();
+  client = env.client();
 });
 
 test("pushes queued during a turn are observed after that turn's reply, in order", async () => {

@@ -1,18 +1,14 @@
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { connect, type Client } from '../src/client/index.js';
 import { ErrorCode, Flag, Kind, ProtocolError } from '../src/protocol/index.js';
-import { ReferenceServer } from './fixtures/protocol-server.js';
+import { ReferenceServer, useReferenceServerAndClient } from './fixtures/protocol-server.js';
 
+const env = useReferenceServerAndClient();
 let server: ReferenceServer;
 let client: Client;
-
-beforeAll(async () => {
-  server = await ReferenceServer.start();
-  client = await connect({ port: server.port });
-});
-afterAll(async () => {
-  await client.close();
-  await server.stop();
+beforeAll(() => {
+  server = env.server();
+  client = env.client();
 });
 
 function pattern(size: number, seed: number): Buffer {

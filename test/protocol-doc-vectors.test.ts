@@ -16,7 +16,7 @@ import {
 import { parseHex, renderVectors, renderWorkedExample } from './tools/protocol-vectors-render.mjs';
 
 const protocolDoc = readFileSync(new URL('../docs/protocol.md', import.meta.url), 'utf8');
-const clientDoc = readFileSync(new URL('../docs/client.md', import.meta.url), 'utf8');
+const clientDoc = readFileSync(new URL('../docs/api.md', import.meta.url), 'utf8');
 
 function docVectors(): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
@@ -65,7 +65,7 @@ describe('documented numbers match the code', () => {
     }
   });
 
-  test('every client default appears in docs/client.md with its value', () => {
+  test('every client default appears in docs/api.md with its value', () => {
     for (const [key, value] of Object.entries(CLIENT_DEFAULTS)) {
       const name = key.startsWith('reconnect') && key !== 'reconnect' ? `reconnect.${key[9]!.toLowerCase()}${key.slice(10)}` : key;
       const shown = typeof value === 'string' ? `'${value}'` : String(value);

@@ -75,6 +75,18 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     opts.recv_buffer_count = get_u32(o, "recvBufferCount", opts.recv_buffer_count);
     opts.backlog = int(get_u32(o, "backlog", uint32_t(opts.backlog)));
     opts.protocol_check = o.Get("protocolCheck").ToBoolean().Value();
+    opts.max_connections = get_u32(o, "maxConnections", 0);
+    opts.max_per_address = get_u32(o, "maxConnectionsPerAddress", 0);
+    opts.idle_timeout_ms = get_u32(o, "idleTimeoutMs", 0);
+    opts.keepalive_ms = get_u32(o, "keepAliveMs", 0);
+    opts.hold_new = o.Get("holdNew").ToBoolean().Value();
+    for (const char* key : {"refuseFrame", "idleFrame"}) {
+      Napi::Value v = o.Get(key);
+      if (!v.IsTypedArray()) continue;
+      Napi::Uint8Array a = v.As<Napi::Uint8Array>();
+      std::vector<uint8_t>& dst = std::string(key) == "refuseFrame" ? opts.refuse_frame : opts.idle_frame;
+      dst.assign(a.Data(), a.Data() + a.ByteLength());
+    }
     // Invariant guards (TS validates with friendlier messages first).
     if (opts.io_threads < 1 || opts.io_threads > kMaxIoThreads ||
         opts.ring_bytes < kMinRingBytes || opts.ring_bytes > kMaxRingBytes ||
@@ -324,6 +336,12 @@ Napi::Object Layout(Napi::Env env) {
   set("closeFrameTooLarge", kCloseFrameTooLarge);
   set("closeServerClosing", kCloseServerClosing);
   set("closeOutOfMemory", kCloseOutOfMemory);
+  set("closeIdle", kCloseIdle);
+  set("closeRefused", kCloseRefused);
+  set("opAdmit", kOpAdmit);
+  set("opRefuse", kOpRefuse);
+  set("recFlagHeld", kRecFlagHeld);
+  set("statRefused", kStatRefused);
   return l;
 }
 

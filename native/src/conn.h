@@ -71,8 +71,12 @@ struct Conn {
   bool above_high_water = false;  // a kRecDrain is owed when pending falls
   bool recv_ended = false;        // kRecvEnd seen
   bool send_touched = false;      // queued grew during this loop turn
+  bool held_for_admission = false; // adopted, not receiving until kOpAdmit
   uint8_t close_reason = 0;
+  uint32_t close_detail = 0;      // for a close that waits for its flush
   uint32_t held = 0;              // deferred completions that still need this conn
+  uint64_t addr_key = 0;          // hash of the peer address (per-address limit)
+  int64_t last_active_ms = 0;     // last receive or completed send (idle sweep)
   bool recycle_when_unheld = false;
 
   // Framer state: a frame in progress (header bytes, then payload).

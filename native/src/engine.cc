@@ -5,6 +5,7 @@
 
 #include "protocol_check.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -23,6 +24,19 @@ inline double read_f64(const uint8_t* p) {
   double d;
   std::memcpy(&d, p, 8);
   return d;
+}
+
+inline int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// FNV-1a over the peer's address text: the key of the per-address limit.
+inline uint64_t addr_hash(const char* s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; ++s) h = (h ^ uint8_t(*s)) * 1099511628211ull;
+  return h ? h : 1;
 }
 
 inline uint64_t token_from_double(double d) {
@@ -245,6 +259,7 @@ Conn* IoThread::alloc_conn() {
   c->send_inflight = c->close_after_flush = c->above_high_water = c->recv_ended = false;
   c->send_touched = false;
   c->framer_broken = false;
+  c->held_for_admission = false;
   c->close_reason = 0;
   c->held = 0;
   c->recycle_when_unheld = false;
@@ -259,7 +274,19 @@ void IoThread::run() {
   Engine* e = engine_;
   while (true) {
     if (e->stopped_) break;
-    int n = poller_->wait(comps, kBatch, -1);
+    int timeout = -1;
+    const uint32_t idle = e->opts_.idle_timeout_ms;
+    if (idle) {
+      int64_t now = now_ms();
+      if (now >= next_sweep_ms_) {
+        sweep_idle(now);
+        // A coarse sweep: every connection is looked at once per quarter of
+        // the timeout (at least every 50 ms), not one timer per connection.
+        next_sweep_ms_ = now + (idle / 4 > 50 ? idle / 4 : 50);
+      }
+      timeout = int(next_sweep_ms_ - now);
+    }
+    int n = poller_->wait(comps, kBatch, timeout);
     stat_add(kStatWakeups);
     for (int i = 0; i < n; ++i) dispatch(comps[i]);
     for (Conn* c : send_touched_) {
@@ -285,26 +312,9 @@ void IoThread::dispatch(Completion& c) {
     case CompKind::kWake:
       drain_inbox();
       break;
-    case CompKind::kAccepted: {
-      if (shutting_down_) {
-        net_close(c.sock);
-        break;
-      }
-      uint32_t n = uint32_t(engine_->threads_.size());
-      uint32_t target = accept_rr_++ % n;
-      if (target == index_) {
-        adopt(c.sock);
-      } else {
-        uint8_t entry[kBatchHeaderBytes] = {};
-        double h = double(uint64_t(c.sock));
-        uint32_t zero = 0, op = kOpAdopt;
-        std::memcpy(entry, &h, 8);
-        std::memcpy(entry + 8, &zero, 4);
-        std::memcpy(entry + 12, &op, 4);
-        engine_->threads_[target]->post(entry, sizeof entry);
-      }
+    case CompKind::kAccepted:
+      on_accepted(c.sock);
       break;
-    }
     case CompKind::kAcceptError:
       stat_add(kStatAcceptErrors);
       break;
@@ -347,7 +357,9 @@ void IoThread::drain_inbox() {
     const uint8_t* body = p + kBatchHeaderBytes;
     p = body + align_up(len, kBatchAlign);
     if (op == kOpAdopt) {
-      adopt(sock_t(uint64_t(tok)));
+      uint64_t key = 0;
+      if (len >= 8) std::memcpy(&key, body, 8);
+      adopt(sock_t(uint64_t(tok)), key);
       continue;
     }
     if (op == kOpListen) {
@@ -407,8 +419,25 @@ void IoThread::drain_inbox() {
         poller_->pause_recv(c);
         break;
       case kOpResumeRecv:
-        poller_->resume_recv(c);
+        if (!c->held_for_admission) poller_->resume_recv(c);
         break;
+      case kOpAdmit:
+        if (c->held_for_admission) {
+          c->held_for_admission = false;
+          std::string err;
+          if (!poller_->start_recv(c, &err)) begin_close(c, kCloseError, 0, 0);
+        }
+        break;
+      case kOpRefuse: {
+        const std::vector<uint8_t>& f = engine_->opts_.refuse_frame;
+        stat_add(kStatRefused);
+        if (!f.empty() && c->queued.append(f.data(), uint32_t(f.size()))) {
+          c->pending_bytes.fetch_add(f.size(), std::memory_order_relaxed);
+          if (!c->send_inflight) start_send(c);
+        }
+        request_close(c, kCloseRefused, 0, 0, true);
+        break;
+      }
       default:
         break;
     }
@@ -417,18 +446,71 @@ void IoThread::drain_inbox() {
   if (inbox_work_.capacity() > (1u << 20)) inbox_work_.shrink_to_fit();
 }
 
-void IoThread::adopt(sock_t s) {
+// Thread 0: admission (limits), then deal the connection to a thread.
+void IoThread::on_accepted(sock_t s) {
   if (shutting_down_) {
     net_close(s);
     return;
   }
-  Conn* c = alloc_conn();
+  Engine* e = engine_;
+  const EngineOptions& o = e->opts_;
+  if (o.max_connections && e->open_total_.load(std::memory_order_relaxed) >= o.max_connections) {
+    refuse(s);
+    return;
+  }
+  uint64_t key = 0;
+  if (o.max_per_address) {
+    char addr[64] = {0};
+    int port = 0, family = 0;
+    net_peer(s, addr, sizeof addr, &port, &family);
+    key = addr_hash(addr);
+    std::lock_guard<std::mutex> lock(e->addr_mu_);
+    uint32_t& n = e->per_addr_[key];
+    if (n >= o.max_per_address) {
+      if (n == 0) e->per_addr_.erase(key);
+      refuse(s);
+      return;
+    }
+    ++n;
+  }
+  e->open_total_.fetch_add(1, std::memory_order_relaxed);
+  uint32_t n = uint32_t(e->threads_.size());
+  uint32_t target = accept_rr_++ % n;
+  if (target == index_) {
+    adopt(s, key);
+    return;
+  }
+  uint8_t entry[kBatchHeaderBytes + 8] = {};
+  double h = double(uint64_t(s));
+  uint32_t len = 8, op = kOpAdopt;
+  std::memcpy(entry, &h, 8);
+  std::memcpy(entry + 8, &len, 4);
+  std::memcpy(entry + 12, &op, 4);
+  std::memcpy(entry + kBatchHeaderBytes, &key, 8);
+  e->threads_[target]->post(entry, sizeof entry);
+}
+
+// Over a limit: say why (the farewell frame, if the application gave one),
+// then close.  The connection never reaches JS; it is counted.
+void IoThread::refuse(sock_t s) {
+  const std::vector<uint8_t>& f = engine_->opts_.refuse_frame;
+  if (!f.empty()) net_try_send(s, f.data(), f.size());
+  net_close(s);
+  stat_add(kStatRefused);
+}
+
+void IoThread::adopt(sock_t s, uint64_t addr_key) {
+  Conn* c = shutting_down_ ? nullptr : alloc_conn();
   if (!c) {
     net_close(s);
+    engine_->release_admission(addr_key);
     return;
   }
   c->sock = s;
+  c->addr_key = addr_key;
+  c->last_active_ms = now_ms();
   net_set_nodelay(s);
+  net_set_keepalive(s, engine_->opts_.keepalive_ms, engine_->opts_.keepalive_ms / 3);
   uint8_t payload[kOpenPayloadMax];
   char addr[64] = {0};
   int port = 0, family = 0;
@@ -442,14 +524,18 @@ void IoThread::adopt(sock_t s) {
   set_live(c, c->gen);
   stat_add(kStatAccepted);
   stat_add(kStatOpen);
-  emit(kRecOpen, c, token_of(c), payload, uint32_t(4 + alen));
+  const bool hold = engine_->opts_.hold_new;
+  c->held_for_admission = hold;
+  emit(kRecOpen, c, token_of(c), payload, uint32_t(4 + alen), hold ? kRecFlagHeld : 0);
+  if (hold) return;  // JS's accept hook decides: kOpAdmit or kOpRefuse
   std::string err;
   if (!poller_->start_recv(c, &err)) begin_close(c, kCloseError, 0, 0);
 }
 
-void IoThread::emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len) {
+void IoThread::emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len,
+                    uint16_t flags) {
   if (held_.empty()) {
-    uint8_t* p = ring_.reserve(kind, token, len);
+    uint8_t* p = ring_.reserve(kind, token, len, flags);
     if (p) {
       if (len) std::memcpy(p, payload, len);
       return;
@@ -459,6 +545,7 @@ void IoThread::emit(uint16_t kind, Conn* c, double token, const void* payload, u
   Deferred d;
   d.is_recv = false;
   d.kind = kind;
+  d.flags = flags;
   d.len = len;
   d.token = token;
   d.conn = c;
@@ -474,6 +561,7 @@ void IoThread::on_received(Completion& comp) {
     poller_->release(comp.buf);
     return;
   }
+  c->last_active_ms = now_ms();
   uint32_t used = 0;
   // Older deferred records go first; this buffer waits behind them.
   bool done = held_.empty() && feed(c, comp.data, uint32_t(comp.res), &used);
@@ -486,6 +574,7 @@ void IoThread::on_received(Completion& comp) {
   Deferred d;
   d.is_recv = true;
   d.kind = 0;
+  d.flags = 0;
   d.len = 0;
   d.token = 0;
   d.conn = c;
@@ -555,7 +644,7 @@ void IoThread::flush_held() {
       if (--c->held == 0 && c->recycle_when_unheld) recycle(c);
       continue;
     }
-    uint8_t* p = ring_.reserve(d.kind, d.token, d.len);
+    uint8_t* p = ring_.reserve(d.kind, d.token, d.len, d.flags);
     if (!p) return;
     if (d.len) std::memcpy(p, d.payload, d.len);
     Conn* c = d.conn;
@@ -571,6 +660,7 @@ void IoThread::request_close(Conn* c, uint32_t reason, int err, uint32_t detail,
     if (!c->close_after_flush) {
       c->close_after_flush = true;
       c->close_reason = uint8_t(reason);
+      c->close_detail = detail;
       set_live(c, 0);
     }
     return;
@@ -584,7 +674,7 @@ void IoThread::begin_close(Conn* c, uint32_t reason, int err, uint32_t detail) {
   c->close_reason = uint8_t(reason);
   set_live(c, 0);
   stat_add(kStatOpen, -1);
-  if (reason >= 1 && reason <= 7) stat_add(Stat(kStatClosedBase + reason - 1));
+  if (reason >= 1 && reason <= kCloseRefused) stat_add(Stat(kStatClosedBase + reason - 1));
   uint8_t payload[kClosePayloadBytes];
   int32_t e = err;
   std::memcpy(payload, &reason, 4);
@@ -614,11 +704,12 @@ void IoThread::on_sent(Conn* c, int32_t res) {
     return;
   }
   stat_add(kStatBytesOut, sent);
+  c->last_active_ms = now_ms();
   uint64_t left = c->pending_bytes.fetch_sub(sent, std::memory_order_relaxed) - sent;
   if (c->queued.len) {
     start_send(c);
   } else if (c->close_after_flush) {
-    begin_close(c, c->close_reason, 0, 0);
+    begin_close(c, c->close_reason, 0, c->close_detail);
     return;
   }
   if (c->above_high_water && left <= engine_->opts_.send_low_water) {
@@ -649,6 +740,29 @@ void IoThread::recycle(Conn* c) {
   c->be_aux = 0;
   free_slots_.push_back(c->slot);
   --alive_;
+  engine_->release_admission(c->addr_key);
+  c->addr_key = 0;
+}
+
+void IoThread::sweep_idle(int64_t now) {
+  const EngineOptions& o = engine_->opts_;
+  for (uint32_t s = 0; s < slots_used_; ++s) {
+    Conn* c = conn_at(s);
+    if (!c || c->state != ConnState::kOpen || c->close_after_flush) continue;
+    if (now - c->last_active_ms < int64_t(o.idle_timeout_ms)) continue;
+    if (o.idle_frame.empty()) {
+      begin_close(c, kCloseIdle, 0, o.idle_timeout_ms);
+      continue;
+    }
+    // Tell the peer why, then close once that is written.
+    if (!c->queued.append(o.idle_frame.data(), uint32_t(o.idle_frame.size()))) {
+      begin_close(c, kCloseIdle, 0, o.idle_timeout_ms);
+      continue;
+    }
+    c->pending_bytes.fetch_add(o.idle_frame.size(), std::memory_order_relaxed);
+    if (!c->send_inflight) start_send(c);
+    request_close(c, kCloseIdle, 0, o.idle_timeout_ms, true);
+  }
 }
 
 void IoThread::shutdown_all() {
@@ -771,6 +885,14 @@ bool Engine::listen(const std::string& host, int port, bool ipv6_only, ListenRes
   return true;
 }
 
+void Engine::release_admission(uint64_t key) {
+  open_total_.fetch_sub(1, std::memory_order_relaxed);
+  if (!opts_.max_per_address || !key) return;
+  std::lock_guard<std::mutex> lock(addr_mu_);
+  auto it = per_addr_.find(key);
+  if (it != per_addr_.end() && --it->second == 0) per_addr_.erase(it);
+}
+
 void Engine::notify_js() {
   // One wake-up per batch: only the I/O thread that flips wake_pending from 0
   // to 1 asks for a JS call; JS clears it (seq_cst) before it loads the tails.
@@ -805,7 +927,7 @@ long Engine::submit(const uint8_t* batch, size_t len, std::string* err) {
     std::memcpy(&n, batch + off + 8, 4);
     std::memcpy(&op, batch + off + 12, 4);
     if (op != kOpSend && op != kOpClose && op != kOpCloseFlushed && op != kOpPauseRecv &&
-        op != kOpResumeRecv) {
+        op != kOpResumeRecv && op != kOpAdmit && op != kOpRefuse) {
       *err = "send batch: unknown op " + std::to_string(op) + " at offset " + std::to_string(off);
       return -1;
     }

@@ -47,6 +47,13 @@ struct EngineOptions {
   uint32_t recv_buffer_count = 32;
   int backlog = 4096;
   bool protocol_check = false;           // check protocol headers and CRCs (protocol_check.h)
+  uint32_t max_connections = 0;          // 0: no limit
+  uint32_t max_per_address = 0;          // 0: no limit
+  std::vector<uint8_t> refuse_frame;     // written to a refused connection before it closes
+  uint32_t idle_timeout_ms = 0;          // 0: off
+  std::vector<uint8_t> idle_frame;       // written before an idle connection closes
+  uint32_t keepalive_ms = 0;             // 0: off
+  bool hold_new = false;                 // new connections wait for kOpAdmit / kOpRefuse
 };
 
 // The completion block shared with JS.  It outlives the engine while the JS
@@ -111,6 +118,7 @@ class IoThread : private FramerSink {
   struct Deferred {
     bool is_recv;
     uint16_t kind;
+    uint16_t flags;
     uint32_t len;
     double token;
     Conn* conn;
@@ -121,7 +129,10 @@ class IoThread : private FramerSink {
   void run();
   void dispatch(Completion& c);
   void drain_inbox();
-  void adopt(sock_t s);
+  void adopt(sock_t s, uint64_t addr_key);
+  void on_accepted(sock_t s);
+  void refuse(sock_t s);
+  void sweep_idle(int64_t now);
   void on_received(Completion& c);
   void sync_signal(bool ok, const std::string& err);
   bool sync_wait(std::string* err);
@@ -134,7 +145,8 @@ class IoThread : private FramerSink {
   bool frame(Conn* c, const uint8_t* p, uint32_t n) override;
   bool large_frame(Conn* c) override;
   void broken(Conn* c, uint32_t reason, uint32_t detail) override;
-  void emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len);
+  void emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len,
+            uint16_t flags = 0);
   void request_close(Conn* c, uint32_t reason, int err, uint32_t detail, bool flush);
   void begin_close(Conn* c, uint32_t reason, int err, uint32_t detail);
   void on_sent(Conn* c, int32_t res);
@@ -184,6 +196,7 @@ class IoThread : private FramerSink {
   bool listening_ = false;
   bool shutting_down_ = false;
   bool stopped_emitted_ = false;
+  int64_t next_sweep_ms_ = 0;
 };
 
 class Engine {
@@ -218,6 +231,7 @@ class Engine {
  private:
   friend class IoThread;
   void notify_js();
+  void release_admission(uint64_t addr_key);
   uint64_t add_large(uint8_t* data, uint32_t len);
   Conn* find_live(uint64_t token) const;
 
@@ -237,6 +251,11 @@ class Engine {
   uint64_t large_next_ = 1;
 
   std::vector<std::vector<uint8_t>> staging_;  // JS thread only: per-thread submit staging
+
+  // Admission (decided on thread 0, released by the thread that recycles).
+  std::atomic<uint32_t> open_total_{0};
+  std::mutex addr_mu_;
+  std::unordered_map<uint64_t, uint32_t> per_addr_;
 };
 
 }  // namespace ww

@@ -10,7 +10,7 @@
 namespace ww {
 
 // Bump on any change below.  TS checks it at load.
-constexpr uint32_t kLayoutVersion = 4;
+constexpr uint32_t kLayoutVersion = 6;
 
 // ---------------------------------------------------------------------------
 // Connection tokens
@@ -114,8 +114,8 @@ constexpr uint32_t kStatsBytes = 256;
 enum Stat : uint32_t {
   kStatAccepted = 0,     // connections adopted by this thread
   kStatOpen,             // open now (a gauge)
-  kStatClosedBase,       // + CloseReason (1..7): connections closed for that reason
-  kStatFramesIn = 10,    // frames handed to JS
+  kStatClosedBase,       // + CloseReason - 1: connections closed for that reason (room for 10)
+  kStatFramesIn = 12,    // frames handed to JS
   kStatBytesIn,          // payload bytes of those frames
   kStatSendsOut,         // send entries taken from JS
   kStatBytesOut,         // bytes written to sockets
@@ -124,6 +124,7 @@ enum Stat : uint32_t {
   kStatAcceptErrors,     // accept failures (EMFILE and the like)
   kStatStaleOps,         // sends/closes for connections already closed
   kStatWakeups,          // loop turns (wait() returns)
+  kStatRefused,          // connections refused (maxConnections, per-address limit)
   kStatCount
 };
 static_assert(kStatCount * 8 <= 256, "stats must fit kStatsBytes");
@@ -136,11 +137,13 @@ constexpr uint32_t kMaxRingBytes = 1u << 30;
 //
 //   +0  u16 kind
 //   +2  u16 flags: for kRecFrame/kRecFrameLarge with protocolCheck on,
-//       kRecFlagChecked | the check's code (protocol_check.h); else 0
+//       kRecFlagChecked | the check's code (protocol_check.h); for kRecOpen,
+//       kRecFlagHeld when the connection waits for kOpAdmit; else 0
 //   +4  u32 length of the payload that follows (not counting padding)
 //   +8  f64 connection token (0 where none)
 //   +16 payload, then zero padding to the next kRecordAlign boundary
 // ---------------------------------------------------------------------------
+constexpr uint16_t kRecFlagHeld = 1;
 constexpr uint32_t kRecordHeaderBytes = 16;
 constexpr uint32_t kRecordAlign = 16;
 constexpr uint32_t kRecKind = 0;
@@ -171,6 +174,8 @@ enum CloseReason : uint32_t {
   kCloseFrameTooLarge = 5, // a frame length above maxFrameBytes (detail = the length)
   kCloseServerClosing = 6, // the server is closing
   kCloseOutOfMemory = 7,   // a receive buffer could not be allocated
+  kCloseIdle = 8,          // nothing received or sent for idleTimeoutMs
+  kCloseRefused = 9,       // refused by the application's accept hook
 };
 
 // ---------------------------------------------------------------------------
@@ -193,12 +198,16 @@ enum BatchOp : uint32_t {
   kOpCloseFlushed = 3,  // close once every byte queued before it is written
   kOpPauseRecv = 4,     // stop reading this connection (TCP backpressure on it)
   kOpResumeRecv = 5,    // read it again
+  kOpAdmit = 6,         // start receiving on a connection held for admission
+  kOpRefuse = 7,        // write the refuse frame to a held connection and close it
   // Internal ops (never written by JS): an I/O thread's inbox shares the format.
-  kOpAdopt = 100,       // token field holds a socket handle to adopt
+  kOpAdopt = 100,       // token field holds a socket handle to adopt; 8 bytes: its address key
   kOpListen = 103,      // token field holds the listening socket (thread 0)
   kOpStopListen = 101,
   kOpShutdown = 102,    // graceful close: close every connection, emit kRecStopped
 };
+
+static_assert(kStatClosedBase + kCloseRefused - 1 < kStatFramesIn, "a stats counter per close reason");
 
 inline uint32_t align_up(uint32_t n, uint32_t a) { return (n + a - 1) & ~(a - 1); }
 

@@ -41,6 +41,12 @@ bool net_peer(sock_t s, char* addr, size_t addr_cap, int* port, int* family);
 
 void net_close(sock_t s);
 void net_set_nodelay(sock_t s);
+// TCP keep-alive: probes after idle_ms of silence, then every interval_ms, 3
+// times.  idle_ms 0 leaves the socket's default (off).
+void net_set_keepalive(sock_t s, uint32_t idle_ms, uint32_t interval_ms);
+// One best-effort, non-blocking send (a farewell frame to a socket that is
+// about to be closed).  Returns bytes sent or -1.
+long net_try_send(sock_t s, const uint8_t* p, size_t n);
 
 // errno (POSIX) or WSAGetLastError (Windows) as a message.
 std::string net_error_text(int code);

@@ -1,5 +1,5 @@
 // options.ts - the client's one frozen defaults object and option validation.
-// docs/client.md lists the same options and defaults; a test compares them.
+// docs/api.md ("TypeScript client") lists the same options and defaults; a test compares them.
 
 import type { CompressOption } from '../protocol/encoder.js';
 import { CODEC_DEFAULTS, checkBoolean, checkInteger, describe } from '../protocol/defaults.js';

@@ -111,6 +111,24 @@ void net_close(sock_t s) {
   if (s >= 0) close(s);
 }
 
+void net_set_keepalive(sock_t s, uint32_t idle_ms, uint32_t interval_ms) {
+  if (idle_ms == 0) return;
+  int one = 1;
+  int idle = int((idle_ms + 999) / 1000);
+  int intvl = int((interval_ms + 999) / 1000);
+  int cnt = 3;
+  if (intvl < 1) intvl = 1;
+  setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  setsockopt(s, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt(s, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
+long net_try_send(sock_t s, const uint8_t* p, size_t n) {
+  ssize_t r = ::send(s, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  return r < 0 ? -1 : long(r);
+}
+
 void net_set_nodelay(sock_t s) {
   int one = 1;
   setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
