@@ -1,7 +1,7 @@
 // linux-clients.mjs - the whole Windows addon (engine + IOCP backend) under
 // Wine, driven by clients in this Linux node process: the server is
-// examples/raw-echo.mjs run by node.exe, so every byte crosses from Linux
-// sockets into Wine's Winsock and back.
+// test/windows/echo-server.mjs run by node.exe, so every byte crosses from
+// Linux sockets into Wine's Winsock and back.
 //
 //   node test/windows/linux-clients.mjs <wine64> <node.exe> <package-copy> <work-dir>
 //
@@ -11,7 +11,7 @@
 // peer that stops reading while megabytes are echoed to it; then the
 // project's C load generator (build/Release/ww_loadgen, when built) for two
 // seconds of pipelined traffic, byte-checked.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -23,7 +23,7 @@ const [wine, nodeExe, pkg, dir] = process.argv.slice(2);
 const logFile = join(dir, 'linux-clients-server.log');
 const log = openSync(logFile, 'w');
 // node.exe cannot use Unix pipes for stdio under Wine: a file it is.
-const server = spawn('timeout', ['-k', '5', '150', wine, nodeExe, 'examples/raw-echo.mjs', '--port', '0', '--io-threads', '2'], {
+const server = spawn('timeout', ['-k', '5', '150', wine, nodeExe, 'test/windows/echo-server.mjs'], {
   cwd: pkg,
   stdio: ['ignore', log, log],
   env: { ...process.env, WHIRLWIND_BACKEND: 'iocp' },
@@ -104,6 +104,22 @@ async function check(name, fn) {
     checks.push(`FAIL ${name}: ${e.message}`);
   }
 }
+
+await check('TCP keep-alive set by the Windows build (SIO_KEEPALIVE_VALS), seen by ss on Linux', async () => {
+  const c = await client();
+  c.s.write(frame(Buffer.from('ka')));
+  await waitFor(c, () => c.frames.length >= 1, 10_000, 'echo');
+  let out;
+  try {
+    out = execFileSync('ss', ['-tnoH', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' });
+  } catch {
+    c.s.destroy();
+    checks.push('skip keep-alive check: ss (iproute2) is not installed');
+    return;
+  }
+  c.s.destroy();
+  if (!/timer:\(keepalive,/.test(out)) throw new Error('no keepalive timer on the server socket: ' + out.trim());
+});
 
 await check('300 concurrent connections x 50 frames, every byte verified', async () => {
   const cs = await Promise.all(Array.from({ length: 300 }, () => client()));

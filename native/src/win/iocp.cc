@@ -119,6 +119,7 @@ struct ConnIo {
   bool closing = false;
   bool recv_stopped = false;  // kRecvEnd reported
   bool send_busy = false;     // a send() is not yet reported (rule 1)
+  bool recv_started = false;  // start_recv() was called
   bool paused = false;        // pause_recv: do not read
   bool missed = false;        // became readable while paused
   uint32_t send_done = 0;     // bytes of the current send written so far
@@ -272,6 +273,7 @@ class IocpPoller final : public Poller {
   void refill_accepts();
 
   // --- connections --------------------------------------------------------
+  ConnIo* attach(Conn* c, std::string* err);
   void op_returned(ConnIo* io) {
     io->pending--;
     if (io->closing && io->pending == 0) finish(io);
@@ -538,30 +540,30 @@ void IocpPoller::refill_accepts() {
 // ---------------------------------------------------------------------------
 // Connections.
 // ---------------------------------------------------------------------------
-bool IocpPoller::start_recv(Conn* c, std::string* err) {
-  if (!c || c->sock == kBadSock) {
-    *err = "iocp: start_recv without a socket";
-    return false;
-  }
-  if (c->be_ptr) {
-    *err = "iocp: connection already started";
-    return false;
+// A connection's ConnIo is made on first use: start_recv() normally, but
+// the engine may also send() to a connection it never starts receiving on
+// (one refused while held for admission gets a farewell frame).
+ConnIo* IocpPoller::attach(Conn* c, std::string* err) {
+  if (c->be_ptr) return static_cast<ConnIo*>(c->be_ptr);
+  if (c->sock == kBadSock) {
+    *err = "iocp: connection without a socket";
+    return nullptr;
   }
   ConnIo* io = new (std::nothrow) ConnIo();
   if (!io) {
     *err = "iocp: out of memory";
-    return false;
+    return nullptr;
   }
   if (!CreateIoCompletionPort(reinterpret_cast<HANDLE>(c->sock), port_, kKeyConn, 0)) {
     *err = "iocp: cannot attach the socket to the port: " + net_error_text(int(GetLastError()));
     delete io;
-    return false;
+    return nullptr;
   }
   u_long nb = 1;
   if (ioctlsocket(c->sock, FIONBIO, &nb) != 0) {
     *err = "iocp: cannot make the socket non-blocking: " + net_error_text(WSAGetLastError());
     delete io;
-    return false;
+    return nullptr;
   }
   std::memset(&io->recv, 0, sizeof io->recv);
   std::memset(&io->send, 0, sizeof io->send);
@@ -576,6 +578,22 @@ bool IocpPoller::start_recv(Conn* c, std::string* err) {
   if (all_) all_->all_prev = io;
   all_ = io;
   c->be_ptr = io;
+  return io;
+}
+
+bool IocpPoller::start_recv(Conn* c, std::string* err) {
+  if (!c) {
+    *err = "iocp: start_recv without a connection";
+    return false;
+  }
+  ConnIo* io = attach(c, err);
+  if (!io) return false;
+  if (io->closing || io->recv_started) {
+    *err = io->closing ? "iocp: connection is closing" : "iocp: connection already receiving";
+    return false;
+  }
+  io->recv_started = true;
+  io->paused = io->missed = false;
   post_recv(io);
   return true;
 }
@@ -687,7 +705,8 @@ void IocpPoller::release(uint16_t buf) {
 
 void IocpPoller::send(Conn* c) {
   if (!c) return;
-  ConnIo* io = static_cast<ConnIo*>(c->be_ptr);
+  std::string err;
+  ConnIo* io = attach(c, &err);
   if (!io || io->closing) {
     emit_conn(CompKind::kSent, c, -WSAENOTCONN);
     return;

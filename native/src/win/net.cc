@@ -7,6 +7,7 @@
 
 #include <winsock2.h>
 #include <ws2tcpip.h>
+#include <mstcpip.h>
 #include <windows.h>
 
 #include <atomic>
@@ -154,6 +155,34 @@ bool net_peer(sock_t s, char* addr, size_t addr_cap, int* port, int* family) {
 
 void net_close(sock_t s) {
   if (s != INVALID_SOCKET) closesocket(s);
+}
+
+// SIO_KEEPALIVE_VALS takes the idle time and interval in milliseconds and
+// works on every Windows; the probe count is fixed (10) unless TCP_KEEPCNT
+// (Windows 10 1703 and newer) takes the 3 that POSIX builds use.
+void net_set_keepalive(sock_t s, uint32_t idle_ms, uint32_t interval_ms) {
+  if (idle_ms == 0) return;
+  tcp_keepalive ka;
+  ka.onoff = 1;
+  ka.keepalivetime = idle_ms;
+  ka.keepaliveinterval = interval_ms ? interval_ms : 1000;
+  DWORD got = 0;
+  WSAIoctl(s, SIO_KEEPALIVE_VALS, &ka, sizeof ka, nullptr, 0, &got, nullptr, nullptr);
+#ifndef TCP_KEEPCNT
+  const int TCP_KEEPCNT = 16;  // ws2ipdef.h (not in older SDKs or mingw-w64)
+#endif
+  DWORD cnt = 3;
+  setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, reinterpret_cast<const char*>(&cnt), sizeof cnt);
+}
+
+// The socket may still be in blocking mode (an AcceptEx socket not yet
+// adopted): make it non-blocking first, it is about to be closed anyway.
+long net_try_send(sock_t s, const uint8_t* p, size_t n) {
+  u_long nb = 1;
+  ioctlsocket(s, FIONBIO, &nb);
+  int len = n > 0x7fffffff ? 0x7fffffff : int(n);
+  int r = ::send(s, reinterpret_cast<const char*>(p), len, 0);
+  return r == SOCKET_ERROR ? -1 : long(r);
 }
 
 void net_set_nodelay(sock_t s) {
