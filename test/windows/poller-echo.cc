@@ -76,7 +76,10 @@ int main(int argc, char** argv) {
   Completion out[32];
   while (e.closed < target) {
     int n = poller->wait(out, 32, 20000);
-    if (n == 0) return fail("wait", "20 s without a completion");
+    if (n == 0) {
+      std::fprintf(stderr, "poller-echo: accepted=%ld closed=%ld aborted-sends=%ld\n", e.accepted, e.closed, e.aborted);
+      return fail("wait", "20 s without a completion");
+    }
     for (int i = 0; i < n; i++) {
       Completion& c = out[i];
       switch (c.kind) {

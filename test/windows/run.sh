@@ -68,6 +68,16 @@ else
   status=1
 fi
 
+# The same, with FILE_SKIP_COMPLETION_PORT_ON_SUCCESS off (as on a machine
+# with a non-IFS layered provider): every completion then comes as a packet.
+t=$EPOCHREALTIME
+if WHIRLWIND_IOCP_SKIP_ON_SUCCESS=0 timeout 120 node test/windows/poller-echo.mjs "$WINE" "$OUT/poller-echo.exe" "$OUT"; then
+  RESULTS+=("poller-echo, skip-on-success off: pass, $(since "$t")")
+else
+  RESULTS+=("poller-echo, skip-on-success off: FAIL, $(since "$t")")
+  status=1
+fi
+
 # --- 2b. the addon loads in a host not named node.exe (delay-load hook) ----
 t=$EPOCHREALTIME
 HOST_EXE=$CACHE/node-win/$NODE_WIN_VERSION/renamed-host.exe

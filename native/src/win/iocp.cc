@@ -206,7 +206,7 @@ bool set_skip_mode(SOCKET s) {
 
 class IocpPoller final : public Poller {
  public:
-  IocpPoller(HANDLE port, const BackendConfig& cfg) : port_(port) {
+  IocpPoller(HANDLE port, const BackendConfig& cfg, bool use_skip) : port_(port), use_skip_(use_skip) {
     uint32_t count = cfg.recv_buffer_count;
     if (count < 1) count = 1;
     if (count > 0xffff) count = 0xffff;
@@ -257,9 +257,12 @@ class IocpPoller final : public Poller {
   void post_recv(ConnIo* io);
   void try_recv(ConnIo* io);
   bool take_buffer(uint16_t* id);
+  // Every buffer that comes back wakes one parked connection, whether the
+  // engine released it or a read found nothing to put in it.
   void give_back(uint16_t id) {
     lent_[id] = 0;
     free_.push_back(id);
+    if (ConnIo* io = parked_.pop()) ready_.push(io);  // parked ones are never paused
   }
 
   // --- send ---------------------------------------------------------------
@@ -287,6 +290,7 @@ class IocpPoller final : public Poller {
   void handle_packet(const OVERLAPPED_ENTRY& e);
 
   HANDLE port_;
+  bool use_skip_;  // FILE_SKIP_COMPLETION_PORT_ON_SUCCESS allowed (see iocp_create)
   std::atomic<bool> wake_pending_{false};
   bool wake_seen_ = false;  // a kWake was emitted in this wait()
 
@@ -406,7 +410,7 @@ bool IocpPoller::listen(sock_t lsock, std::string* err) {
   lsock_ = lsock;
   lfamily_ = ss.ss_family;
   accept_ex_ = fn;
-  listen_skip_ = set_skip_mode(lsock);
+  listen_skip_ = use_skip_ && set_skip_mode(lsock);
   listening_ = true;
   while (accepts_.size() < size_t(kAcceptPool)) {
     AcceptOp* a = new (std::nothrow) AcceptOp();
@@ -573,7 +577,7 @@ ConnIo* IocpPoller::attach(Conn* c, std::string* err) {
   io->send.conn = io;
   io->conn = c;
   io->sock = c->sock;
-  io->skip = set_skip_mode(c->sock);
+  io->skip = use_skip_ && set_skip_mode(c->sock);
   io->all_next = all_;
   if (all_) all_->all_prev = io;
   all_ = io;
@@ -700,7 +704,6 @@ void IocpPoller::try_recv(ConnIo* io) {
 void IocpPoller::release(uint16_t buf) {
   if (buf >= lent_.size() || !lent_[buf]) return;  // not lent: ignore
   give_back(buf);
-  if (ConnIo* io = parked_.pop()) ready_.push(io);  // parked ones are never paused
 }
 
 void IocpPoller::send(Conn* c) {
@@ -952,7 +955,11 @@ std::unique_ptr<Poller> iocp_create(const BackendConfig& cfg, std::string* err) 
     *err = "CreateIoCompletionPort: " + net_error_text(int(GetLastError()));
     return nullptr;
   }
-  IocpPoller* poller = new (std::nothrow) IocpPoller(p, cfg);
+  // WHIRLWIND_IOCP_SKIP_ON_SUCCESS=0 turns the mode off, as a non-IFS
+  // provider does: test/windows runs the backend both ways.
+  const char* skip_env = std::getenv("WHIRLWIND_IOCP_SKIP_ON_SUCCESS");
+  bool use_skip = !(skip_env && skip_env[0] == '0');
+  IocpPoller* poller = new (std::nothrow) IocpPoller(p, cfg, use_skip);
   if (!poller) {
     CloseHandle(p);
     *err = "iocp: out of memory";
