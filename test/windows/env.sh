@@ -20,6 +20,12 @@ export WINEARCH=win64
 
 log() { printf '[windows] %s\n' "$*" >&2; }
 
+# Stop this prefix's wineserver (and anything left in it) when a script
+# ends, so no daemon outlives the run holding CI's output pipe open.
+stop_wineserver() {
+  if [ -d "$WINEPREFIX" ]; then timeout 10 /usr/lib/wine/wineserver -k >/dev/null 2>&1 || true; fi
+}
+
 # apt packages, only when something is missing (CI runs as root).
 ensure_tools() {
   local need=()

@@ -18,6 +18,7 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 export CI=true
 cd "$ROOT"
+trap stop_wineserver EXIT
 
 T0=$EPOCHREALTIME
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
