@@ -932,8 +932,12 @@ int IocpPoller::wait(Completion* out, int cap, int timeout_ms) {
 }
 
 void IocpPoller::wake() {
-  if (!wake_pending_.exchange(true, std::memory_order_acq_rel))
-    PostQueuedCompletionStatus(port_, 0, kKeyWake, nullptr);
+  if (!wake_pending_.exchange(true, std::memory_order_acq_rel) &&
+      !PostQueuedCompletionStatus(port_, 0, kKeyWake, nullptr)) {
+    // No packet went out (no memory for it): do not leave the flag set, or
+    // every later wake() would be swallowed.
+    wake_pending_.store(false, std::memory_order_release);
+  }
 }
 
 }  // namespace
