@@ -158,7 +158,24 @@ int main(int argc, char** argv) {
     }
   }
   poller->stop_listen();
+  poller->stop_listen();  // twice: a no-op
   net_close(lr.sock);
+  // Bad input is ignored, never a crash: buffers that are not lent, a null
+  // connection, a connection that was never started.
+  poller->release(0);
+  poller->release(0xffff);
+  poller->send(nullptr);
+  poller->close(nullptr);
+  poller->pause_recv(nullptr);
+  poller->resume_recv(nullptr);
+  {
+    Conn idle;
+    idle.sock = kBadSock;
+    poller->close(&idle);  // no socket, nothing outstanding: kClosed at once
+    int k = poller->wait(out, 32, 1000);
+    if (k != 1 || out[0].kind != CompKind::kClosed || out[0].conn != &idle)
+      return fail("close of a never-started connection", "no kClosed");
+  }
   // Wake from another thread and expect exactly the coalesced kWake.
   poller->wake();
   poller->wake();
