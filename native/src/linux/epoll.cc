@@ -173,12 +173,18 @@ class EpollPoller final : public Poller {
         void* p = evs[i].data.ptr;
         uint32_t e = evs[i].events;
         if (p == &evfd_) {
-          // Clear the flag before the engine reads its inbox (it does so after
-          // we return), so a wake() racing with us is never lost.
-          wake_pending_.store(false, std::memory_order_seq_cst);
+          // Read the eventfd first, then clear the flag, and only then does
+          // the engine read its inbox (after we return).  The other order
+          // loses wake-ups: a wake() that sets the flag after our clear and
+          // writes before our read has its write consumed here while its
+          // flag stays set, so every later wake() sees the flag and writes
+          // nothing, and the thread sleeps with work in its inbox.  In this
+          // order a clear always follows the read that consumed the writes
+          // of the flags it clears; a wake() after the clear writes again.
           uint64_t v;
           ssize_t r = ::read(evfd_, &v, sizeof v);
           (void)r;
+          wake_pending_.store(false, std::memory_order_seq_cst);
           if (n < cap) out[n++] = make(CompKind::kWake, nullptr, 0);
           else pending_.push_back(make(CompKind::kWake, nullptr, 0));
           continue;
