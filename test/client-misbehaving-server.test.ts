@@ -123,3 +123,40 @@ test('a ping the server never answers rejects with TIMEOUT', async () => {
   expect(seen.some((m) => m.kind === Kind.PING)).toBe(true);
   await client.close();
 });
+
+test('heartbeat: a server that goes silent is found dead, in-flight requests fail and the client says why', async () => {
+  // Reads everything, answers nothing: a half-open peer as the client sees it.
+  const { port, seen } = await rawServer(() => {});
+  const client = await connect({ port, heartbeatInterval: 40, heartbeatTimeout: 80, requestTimeout: 0 });
+  const disconnected = once(client, 'disconnect');
+  const err = await client.request('never-answered').catch((e) => e);
+  expect(err).toBeInstanceOf(ProtocolError);
+  expect(err.code).toBe(ErrorCode.CONNECTION_CLOSED);
+  expect(err.message).toMatch(/heartbeat/);
+  const [why] = await disconnected;
+  expect(why).toBeInstanceOf(ProtocolError);
+  expect((why as ProtocolError).code).toBe(ErrorCode.TIMEOUT);
+  // It asked before giving up.
+  expect(seen.some((m) => m.kind === Kind.PING)).toBe(true);
+  expect(client.state).toBe('closed');
+});
+
+test('heartbeat: a server that answers PINGs keeps the connection open across many intervals', async () => {
+  const { port, seen } = await rawServer((m, socket) => {
+    if (m.kind === Kind.PING) socket.write(encoder.encodePrefixed(Messages.pong(m.id)));
+  });
+  const client = await connect({ port, heartbeatInterval: 20, heartbeatTimeout: 1000 });
+  let disconnects = 0;
+  client.on('disconnect', () => disconnects++);
+  await waitFor(() => seen.filter((m) => m.kind === Kind.PING).length >= 5, 'five heartbeat PINGs', 10_000);
+  expect(disconnects).toBe(0);
+  expect(client.state).toBe('open');
+  // Heartbeat PONGs are not mistaken for answers to the application's pings.
+  expect(await client.ping({ timeout: 5000 })).toBeGreaterThanOrEqual(0);
+  await client.close();
+});
+
+test('heartbeat options are validated by name', async () => {
+  await expect(connect({ port: 1, heartbeatInterval: -1 })).rejects.toThrow(/options\.heartbeatInterval/);
+  await expect(connect({ port: 1, heartbeatTimeout: 0 })).rejects.toThrow(/options\.heartbeatTimeout/);
+});

@@ -365,6 +365,9 @@ export class Client extends EventEmitter {
       socket.destroy(new ProtocolError(ErrorCode.NOT_CONNECTED, `could not connect to ${o.host}:${o.port} within ${o.connectTimeout} ms`));
     }, o.connectTimeout);
     const reader = new FrameReader((frame) => this.#onFrame(frame), { maxFrameBytes: o.maxFrameBytes });
+    const heartbeat = o.heartbeatInterval > 0 ? new Heartbeat(o.heartbeatInterval, o.heartbeatTimeout, socket, {
+      ping: () => this.#write(this.#encoder.encodePrefixed(Messages.ping(this.#heartbeatPingId()))),
+    }) : null;
     socket.on('connect', () => {
       clearTimeout(timer);
       if (this.#state === 'closed') {
@@ -372,6 +375,7 @@ export class Client extends EventEmitter {
         return;
       }
       opened = true;
+      heartbeat?.start();
       this.#state = 'open';
       this.#attempt = 0;
       this.emit('connect');
@@ -379,6 +383,7 @@ export class Client extends EventEmitter {
       done = null;
     });
     socket.on('data', (chunk: Buffer) => {
+      heartbeat?.heard();
       try {
         reader.push(chunk);
       } catch (error) {
@@ -394,6 +399,7 @@ export class Client extends EventEmitter {
     });
     socket.on('close', () => {
       clearTimeout(timer);
+      heartbeat?.stop();
       if (this.#socket === socket) this.#socket = null;
       if (!opened) {
         const error = lastError ?? new ProtocolError(ErrorCode.NOT_CONNECTED, `connection to ${o.host}:${o.port} closed before it opened`);
@@ -418,6 +424,13 @@ export class Client extends EventEmitter {
       if (o.reconnect !== null && retryable) this.#scheduleReconnect(lastError);
       else this.#finalClose();
     });
+  }
+
+  /** An id for a heartbeat PING: from the ping() sequence, so no PONG is mistaken for another's. */
+  #heartbeatPingId(): number {
+    const id = this.#nextPingId;
+    this.#nextPingId = id === 0xffff_ffff ? 1 : id + 1;
+    return id;
   }
 
   #scheduleReconnect(error: Error | undefined): void {
@@ -542,6 +555,76 @@ function errorBody(body: unknown): { message: string; data: unknown } {
     return { message: typeof b.message === 'string' ? b.message : '', data: b.data };
   }
   return { message: '', data: undefined };
+}
+
+/**
+ * The client's heartbeat on one socket.  Any byte from the server counts as
+ * a sign of life.  After `interval` ms of silence it sends a PING; when
+ * `timeout` ms more pass with still nothing, the connection is dead (a peer
+ * gone behind NAT, a half-open socket): it is destroyed with a TIMEOUT
+ * error, which fails what is in flight and lets `reconnect` take over.  One
+ * unref'd timer per socket, re-armed lazily (no timer churn per byte).
+ */
+class Heartbeat {
+  #last = 0;
+  #pingAt = 0; // when the outstanding heartbeat PING was sent; 0 = none
+  #timer: NodeJS.Timeout | null = null;
+  readonly #interval: number;
+  readonly #timeout: number;
+  readonly #socket: Socket;
+  readonly #io: { ping(): void };
+
+  constructor(interval: number, timeout: number, socket: Socket, io: { ping(): void }) {
+    this.#interval = interval;
+    this.#timeout = timeout;
+    this.#socket = socket;
+    this.#io = io;
+  }
+
+  start(): void {
+    this.#last = performance.now();
+    this.#arm(this.#interval);
+  }
+
+  heard(): void {
+    this.#last = performance.now();
+    this.#pingAt = 0;
+  }
+
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(this.#check, Math.max(1, Math.ceil(ms)));
+    this.#timer.unref();
+  }
+
+  #check = (): void => {
+    this.#timer = null;
+    if (this.#socket.destroyed) return;
+    const now = performance.now();
+    if (this.#pingAt !== 0) {
+      const waited = now - this.#pingAt;
+      if (waited >= this.#timeout) {
+        this.#socket.destroy(
+          new ProtocolError(ErrorCode.TIMEOUT, `heartbeat: nothing from the server for ${Math.round(now - this.#last)} ms (no PONG within ${this.#timeout} ms)`),
+        );
+        return;
+      }
+      this.#arm(this.#timeout - waited);
+      return;
+    }
+    const quiet = now - this.#last;
+    if (quiet < this.#interval) {
+      this.#arm(this.#interval - quiet);
+      return;
+    }
+    this.#pingAt = now;
+    this.#io.ping();
+    this.#arm(this.#timeout);
+  };
 }
 
 /** The queue behind one push iterator. */

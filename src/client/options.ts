@@ -52,6 +52,14 @@ export interface ClientOptions {
   maxDepth?: number;
   /** Pushes an async iterator may hold before it fails with OVERLOADED (a reader that fell behind). */
   maxQueuedPushes?: number;
+  /**
+   * Heartbeat: after this many ms without a byte from the server, send a
+   * PING; 0 = no heartbeat.  Finds half-open connections (a peer that
+   * vanished behind NAT) that TCP alone notices only much later.
+   */
+  heartbeatInterval?: number;
+  /** Heartbeat: close the connection when nothing at all arrives this many ms after a heartbeat PING. */
+  heartbeatTimeout?: number;
 }
 
 /** Every client default, in one place. */
@@ -71,6 +79,8 @@ export const CLIENT_DEFAULTS = Object.freeze({
   maxDecompressedBytes: CODEC_DEFAULTS.maxDecompressedBytes,
   maxDepth: CODEC_DEFAULTS.maxDepth,
   maxQueuedPushes: 10_000,
+  heartbeatInterval: 30_000,
+  heartbeatTimeout: 10_000,
   reconnectInitialDelay: 100,
   reconnectMaxDelay: 5_000,
   reconnectFactor: 2,
@@ -136,5 +146,7 @@ export function resolveClientOptions(options: ClientOptions): ResolvedClientOpti
     maxDecompressedBytes: checkInteger(p, 'maxDecompressedBytes', options.maxDecompressedBytes ?? d.maxDecompressedBytes, 0, 2 * 0xffff_ffff),
     maxDepth: checkInteger(p, 'maxDepth', options.maxDepth ?? d.maxDepth, 1, 10_000),
     maxQueuedPushes: checkInteger(p, 'maxQueuedPushes', options.maxQueuedPushes ?? d.maxQueuedPushes, 1, MAX),
+    heartbeatInterval: checkInteger(p, 'heartbeatInterval', options.heartbeatInterval ?? d.heartbeatInterval, 0, MAX_TIMER),
+    heartbeatTimeout: checkInteger(p, 'heartbeatTimeout', options.heartbeatTimeout ?? d.heartbeatTimeout, 1, MAX_TIMER),
   };
 }
