@@ -32,6 +32,8 @@ export interface EngineStats {
   ioThreads: number;
   connections: {
     open: number;
+    /** Most connections open at once, as JS saw them (opens minus closes drained from the rings). */
+    peak: number;
     accepted: number;
     /** Refused by maxConnections or maxConnectionsPerAddress (never reached JS). */
     refused: number;
@@ -49,6 +51,10 @@ export interface EngineStats {
     stalls: number;
     /** Records waiting for ring space right now. */
     deferred: number;
+    /** Bytes of the rings holding records JS has not drained yet, summed over I/O threads. */
+    usedBytes: number;
+    /** Ring capacity: ringBytes times the number of I/O threads. */
+    capacityBytes: number;
   };
   acceptErrors: number;
   /** Sends and closes that named a connection already closed. */
@@ -196,6 +202,8 @@ export class RawServer {
   #live: Uint32Array[] = [];
   #stats: Float64Array[] = [];
   #mask: number;
+  #open = 0; // connections open as JS saw them
+  #peak = 0;
   #batch = new SendBatch();
   #draining = false;
   #flushQueued = false;
@@ -355,12 +363,17 @@ export class RawServer {
     return {
       backend: this.backend,
       ioThreads: this.#rings.length,
-      connections: { open: sum(LAYOUT.statOpen), accepted: sum(LAYOUT.statAccepted), refused: sum(LAYOUT.statRefused), closed },
+      connections: { open: sum(LAYOUT.statOpen), peak: this.#peak, accepted: sum(LAYOUT.statAccepted), refused: sum(LAYOUT.statRefused), closed },
       framesIn: sum(LAYOUT.statFramesIn),
       bytesIn: sum(LAYOUT.statBytesIn),
       sendsOut: sum(LAYOUT.statSendsOut),
       bytesOut: sum(LAYOUT.statBytesOut),
-      ring: { stalls: sum(LAYOUT.statRingStalls), deferred: sum(LAYOUT.statDeferred) },
+      ring: {
+        stalls: sum(LAYOUT.statRingStalls),
+        deferred: sum(LAYOUT.statDeferred),
+        usedBytes: this.#closed ? 0 : this.#rings.reduce((a, r) => a + ((Atomics.load(this.#u32, r.tailIdx) - this.#u32[r.headIdx]!) >>> 0), 0),
+        capacityBytes: this.#rings.length * (this.#mask + 1),
+      },
       acceptErrors: sum(LAYOUT.statAcceptErrors),
       staleOps: sum(LAYOUT.statStaleOps),
       ioWakeups: sum(LAYOUT.statWakeups),
@@ -535,6 +548,7 @@ export class RawServer {
         const family = this.#u8[p + 2] === 6 ? 6 : 4;
         const n = this.#u8[p + 3]!;
         const peer: PeerAddress = { address: this.#buf.toString('latin1', p + 4, p + 4 + n), port, family };
+        if (++this.#open > this.#peak) this.#peak = this.#open;
         if (flags & LAYOUT.recFlagHeld) this.#admission(token, peer);
         else h.open?.(token, peer);
         return;
@@ -545,6 +559,7 @@ export class RawServer {
         return;
       }
       case LAYOUT.recClose:
+        this.#open--;
         // A connection the user never saw open is not closed for the user either.
         if (this.#unadmitted.delete(token)) return;
         h.close?.(token, closeInfo(this.#u32[p >> 2]!, this.#i32[(p + 4) >> 2]!, this.#u32[(p + 8) >> 2]!, this.options.maxFrameBytes));

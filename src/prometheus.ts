@@ -30,6 +30,7 @@ export function statsToPrometheus(
     for (const [l, v] of samples) out.push(`${prefix}${name}${labels({ ...base, ...l })} ${v}`);
   };
   metric('connections_open', 'gauge', 'Connections open now.', [[{}, stats.connections.open]]);
+  metric('connections_peak', 'gauge', 'Most connections open at once since the server started.', [[{}, stats.connections.peak]]);
   metric('connections_accepted_total', 'counter', 'Connections accepted.', [[{}, stats.connections.accepted]]);
   metric('connections_refused_total', 'counter', 'Connections refused by limits or the accept hook.', [[{}, stats.connections.refused]]);
   metric(
@@ -43,6 +44,8 @@ export function statsToPrometheus(
   metric('sends_total', 'counter', 'Send entries taken from JavaScript.', [[{}, stats.sendsOut]]);
   metric('sent_bytes_total', 'counter', 'Bytes written to sockets.', [[{}, stats.bytesOut]]);
   metric('ring_stalls_total', 'counter', 'Times an I/O thread found its ring into JavaScript full.', [[{}, stats.ring.stalls]]);
+  metric('ring_used_bytes', 'gauge', 'Bytes of the rings into JavaScript not yet drained.', [[{}, stats.ring.usedBytes]]);
+  metric('ring_capacity_bytes', 'gauge', 'Capacity of the rings into JavaScript.', [[{}, stats.ring.capacityBytes]]);
   metric('ring_deferred_records', 'gauge', 'Records waiting for ring space now.', [[{}, stats.ring.deferred]]);
   metric('accept_errors_total', 'counter', 'Accept failures (e.g. out of file descriptors).', [[{}, stats.acceptErrors]]);
   metric('stale_ops_total', 'counter', 'Sends and closes naming a connection already closed.', [[{}, stats.staleOps]]);

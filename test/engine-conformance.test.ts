@@ -174,6 +174,7 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       const st = rec.server.stats();
       expect(st.connections.accepted).toBe(1000);
       expect(st.connections.open).toBe(1000);
+      expect(st.connections.peak).toBe(1000);
       expect(st.framesIn).toBe(100_000);
       expect(st.ioThreads).toBe(2);
       // Accepted connections are spread over both I/O threads.

@@ -10,7 +10,8 @@ describe('stats as Prometheus text', () => {
       c.send(Buffer.from('abc'));
       await c.waitFrames(1);
       c.destroy();
-      await until(() => server.stats().connections.open === 0, 5000, 'close');
+      // The native count drops first; the close record is drained by JS a moment later.
+      await until(() => server.stats().connections.open === 0 && server.stats().ring.usedBytes === 0, 5000, 'close');
       const text = statsToPrometheus(server.stats(), { extraLabels: { server: 'a"b' } });
       const lines = text.trimEnd().split('\n');
       // Every sample line is `name{labels} value`, and follows its HELP and TYPE.
@@ -30,8 +31,28 @@ describe('stats as Prometheus text', () => {
       }
       expect(text).toMatch(/^whirlwind_connections_accepted_total\{[^}]*\} 1$/m);
       expect(text).toMatch(/^whirlwind_frames_received_total\{[^}]*\} 1$/m);
+      expect(text).toMatch(/^whirlwind_connections_peak\{[^}]*\} 1$/m);
+      expect(text).toMatch(/^whirlwind_ring_used_bytes\{[^}]*\} 0$/m);
+      expect(text).toMatch(new RegExp(`^whirlwind_ring_capacity_bytes\\{[^}]*\\} ${server.options.ringBytes * server.stats().ioThreads}$`, 'm'));
       expect(text).toMatch(/^whirlwind_connections_closed_total\{[^}]*reason="peer"[^}]*\} 1$/m);
       for (const name of declared) expect(name.endsWith('_total') ? 'counter' : 'gauge').toBe(text.includes(`# TYPE ${name} counter`) ? 'counter' : 'gauge');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('ring.usedBytes counts records JS has not drained yet', async () => {
+    const server = listenRaw({}, { frame: () => {} });
+    try {
+      const c = await FramedClient.connect(server.port);
+      await until(() => server.stats().connections.peak === 1 && server.stats().ring.usedBytes === 0, 5000, 'open drained');
+      c.send(Buffer.alloc(100));
+      // JS is blocked here, so the frame's record stays in the ring once written.
+      const deadline = Date.now() + 5000;
+      while (server.stats().ring.usedBytes === 0 && Date.now() < deadline);
+      expect(server.stats().ring.usedBytes).toBe(16 + 112); // record header + payload, 16-aligned
+      await until(() => server.stats().ring.usedBytes === 0, 5000, 'drained');
+      c.destroy();
     } finally {
       await server.close();
     }
