@@ -56,6 +56,15 @@
 #ifndef IORING_SETUP_DEFER_TASKRUN
 #define IORING_SETUP_DEFER_TASKRUN (1U << 13)
 #endif
+// Incrementally consumed provided buffers (kernel 6.12): io_uring_buf_reg's
+// flags field (named `pad` in older headers) and the CQE flag that says the
+// kernel keeps using the rest of the buffer.
+#ifndef IOU_PBUF_RING_INC
+#define IOU_PBUF_RING_INC 2
+#endif
+#ifndef IORING_CQE_F_BUF_MORE
+#define IORING_CQE_F_BUF_MORE (1U << 4)
+#endif
 
 namespace ww {
 
@@ -125,6 +134,11 @@ int64_t now_ms() {
 bool env_on(const char* name) {
   const char* v = getenv(name);
   return v && v[0] && !(v[0] == '0' && v[1] == 0);
+}
+
+bool env_off(const char* name) {
+  const char* v = getenv(name);
+  return v && v[0] == '0' && v[1] == 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -367,12 +381,15 @@ struct BufRing {
   }
 };
 
-int register_buf_ring(int ring_fd, struct io_uring_buf_ring* br, uint32_t entries) {
+int register_buf_ring(int ring_fd, struct io_uring_buf_ring* br, uint32_t entries, bool inc) {
   struct io_uring_buf_reg reg;
   std::memset(&reg, 0, sizeof reg);
   reg.ring_addr = uint64_t(reinterpret_cast<uintptr_t>(br));
   reg.ring_entries = entries;
   reg.bgid = kBufGroup;
+  // The flags field: `pad` in headers older than 6.12.
+  const uint16_t flags = inc ? IOU_PBUF_RING_INC : 0;
+  std::memcpy(reinterpret_cast<uint8_t*>(&reg) + offsetof(struct io_uring_buf_reg, bgid) + 2, &flags, 2);
   return sys_register(ring_fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0 ? -errno : 0;
 }
 
@@ -417,7 +434,7 @@ KernelProbe run_probe() {
     kp.reason = "out of memory probing io_uring";
     return kp;
   }
-  if (register_buf_ring(ring.fd, bring.br, 1) < 0) {
+  if (register_buf_ring(ring.fd, bring.br, 1, false) < 0) {
     kp.reason = "kernel lacks provided buffer rings (IORING_REGISTER_PBUF_RING, needs 5.19)";
     return kp;
   }
@@ -515,12 +532,24 @@ class UringPoller final : public Poller {
       *err = "io_uring: out of memory for receive buffers";
       return false;
     }
-    r = register_buf_ring(ring_.fd, bring_.br, br_entries_);
+    // Incremental consumption first (6.12): a recv takes only the bytes it
+    // needs from the buffer at the ring's head, so one 64 KiB buffer serves
+    // hundreds of small messages from many connections, instead of one
+    // buffer per completion however little arrived (which runs a ring of 32
+    // dry at once under 1000 connections and ends every recv in -ENOBUFS).
+    inc_ = !env_off("WHIRLWIND_IO_URING_PBUF_INC");
+    r = inc_ ? register_buf_ring(ring_.fd, bring_.br, br_entries_, true) : -EINVAL;
+    if (r == -EINVAL) {
+      inc_ = false;
+      r = register_buf_ring(ring_.fd, bring_.br, br_entries_, false);
+    }
     if (r < 0) {
       *err = "io_uring: registering the buffer ring failed: " + net_error_text(-r);
       return false;
     }
-    for (uint32_t i = 0; i < buf_count_; ++i) release(uint16_t(i));
+    buf_off_.assign(buf_count_, 0);
+    buf_lends_.assign(buf_count_, 0);
+    for (uint32_t i = 0; i < buf_count_; ++i) provide(uint16_t(i));
     publish_bufs();
     evfd_ = eventfd(0, EFD_CLOEXEC);
     if (evfd_ < 0) {
@@ -610,13 +639,10 @@ class UringPoller final : public Poller {
   }
 
   void release(uint16_t buf) override {
-    if (buf >= buf_count_) return;  // bad input: ignore, never crash
-    struct io_uring_buf* b = bring_.at(br_tail_ & (br_entries_ - 1));
-    b->addr = uint64_t(reinterpret_cast<uintptr_t>(bufs_ + size_t(buf) * buf_size_));
-    b->len = buf_size_;
-    b->bid = buf;
-    ++br_tail_;
-    ++kbufs_;
+    // Bad input (an id out of range, or one not lent) is ignored.
+    if (buf >= buf_count_ || buf_lends_[buf] == 0) return;
+    --buf_lends_[buf];
+    if (buf_lends_[buf] == kKernelDone) provide(buf);
   }
 
   int wait(Completion* out, int cap, int timeout_ms) override {
@@ -652,7 +678,6 @@ class UringPoller final : public Poller {
       ts.tv_nsec = (t % 1000) * 1000000LL;
       arg.ts = uint64_t(reinterpret_cast<uintptr_t>(&ts));
     }
-    ++enters_;
     int r = ring_.enter(t == 0 ? 0 : 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg,
                         sizeof arg);
     (void)r;  // -ETIME (timeout), -EINTR: nothing to do; errors show up as CQEs
@@ -688,6 +713,25 @@ class UringPoller final : public Poller {
   void deliver(Completion* out, int* n, int cap, const Completion& cp) {
     if (*n < cap) out[(*n)++] = cp;
     else pending_.push_back(cp);
+  }
+
+  // Buffer ownership.  buf_lends_[bid] counts the kReceived completions of
+  // bid not yet released, plus kKernelDone once the kernel has finished with
+  // bid (a CQE without IORING_CQE_F_BUF_MORE; always, in classic mode).  The
+  // buffer goes back into the ring when only that mark is left.  buf_off_
+  // is how much of it the kernel has filled so far (incremental mode: each
+  // recv continues where the previous one stopped).
+  static constexpr uint32_t kKernelDone = 1u << 31;
+
+  void provide(uint16_t bid) {
+    buf_lends_[bid] = 0;
+    buf_off_[bid] = 0;
+    struct io_uring_buf* b = bring_.at(br_tail_ & (br_entries_ - 1));
+    b->addr = uint64_t(reinterpret_cast<uintptr_t>(bufs_ + size_t(bid) * buf_size_));
+    b->len = buf_size_;
+    b->bid = bid;
+    ++br_tail_;
+    ++kbufs_;
   }
 
   void publish_bufs() {
@@ -877,16 +921,25 @@ class UringPoller final : public Poller {
     const bool more = flags & IORING_CQE_F_MORE;
     if (!more) c->be_flags &= ~(kRecvArmed | kCancelRecv);
     if (flags & IORING_CQE_F_BUFFER) {
-      --kbufs_;
       uint16_t bid = uint16_t(flags >> IORING_CQE_BUFFER_SHIFT);
-      if (res > 0 && bid < buf_count_) {
+      if (bid < buf_count_ && res > 0) {
         Completion cp = make(CompKind::kReceived, c, res);
         cp.buf = bid;
-        cp.data = bufs_ + size_t(bid) * buf_size_;
+        cp.data = bufs_ + size_t(bid) * buf_size_ + buf_off_[bid];
+        if (inc_) buf_off_[bid] += uint32_t(res);
+        ++buf_lends_[bid];
+        if (!inc_ || !(flags & IORING_CQE_F_BUF_MORE)) {
+          buf_lends_[bid] |= kKernelDone;
+          --kbufs_;
+        }
         deliver(out, n, cap, cp);
-      } else {
-        release(bid);
+      } else if (bid < buf_count_ && !inc_) {
+        // Classic mode: the buffer was taken though nothing arrived.
+        --kbufs_;
+        provide(bid);
       }
+      // Incremental mode with res <= 0: nothing was consumed, the buffer is
+      // still at the ring's head.
     }
     if (!more) {
       if (c->be_flags & kClosing) {
@@ -952,7 +1005,10 @@ class UringPoller final : public Poller {
   uint32_t br_entries_ = 0;
   uint16_t br_tail_ = 0;       // local tail of the buffer ring
   uint16_t br_published_ = 0;  // the tail the kernel has seen
-  uint32_t kbufs_ = 0;         // buffers in the kernel's hands (provided, not yet used)
+  uint32_t kbufs_ = 0;         // buffers in the kernel's hands (provided, not used up)
+  bool inc_ = false;           // IOU_PBUF_RING_INC: buffers consumed incrementally
+  std::vector<uint32_t> buf_off_;
+  std::vector<uint32_t> buf_lends_;
   int evfd_ = -1;
   uint64_t wake_buf_ = 0;
   std::atomic<bool> wake_pending_{false};
@@ -962,7 +1018,6 @@ class UringPoller final : public Poller {
   bool accept_paused_ = false;
   int64_t accept_resume_at_ = 0;
   bool use_zc_ = false;
-  uint64_t enters_ = 0;
   std::vector<Completion> pending_;
   size_t pending_head_ = 0;
   Conn* starved_head_ = nullptr;
