@@ -499,12 +499,18 @@ const KernelProbe& kernel_probe() {
 class UringPoller final : public Poller {
  public:
   ~UringPoller() override {
-    // The I/O thread has exited (the engine joined it).  A thread's exit
-    // cancels and waits for every io_uring request it submitted (the kernel
-    // calls io_uring_files_cancel() early in do_exit(), before the join
-    // returns), so nothing of ours is in the kernel's hands any more and the
-    // memory below may go.  Closing the ring also unregisters the buffer
-    // ring.
+    // Runs on the JS thread after the engine joined the I/O thread, which
+    // closed every connection it could (hard_cleanup) first.  What may still
+    // be in the kernel: the eventfd read, the accept, and sends or recvs of
+    // connections whose close did not finish in hard_cleanup's bounded wait.
+    // With SINGLE_ISSUER this thread may not submit cancels (-EEXIST), and
+    // need not: io_uring does a request's completion work (copying received
+    // bytes, writing the eventfd count) as task work of the thread that
+    // submitted it, and once that thread has exited the kernel runs what is
+    // left from a kernel worker, where it cancels instead of doing the I/O
+    // (io_should_terminate_tw()).  Closing the ring then cancels and frees
+    // the requests and unregisters the buffer ring, so the memory below may
+    // go.
     ring_.destroy();
     if (evfd_ >= 0) ::close(evfd_);
     std::free(bufs_);
