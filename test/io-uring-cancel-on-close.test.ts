@@ -1,7 +1,9 @@
 // Cancellation: closing a connection while its multishot recv and a send are
 // in the kernel must cancel both and report exactly one close; closing the
 // server with such connections must finish, with one close event each.
-import { afterEach, describe, expect, it } from 'vitest';
+// Runs with plain sends and with SEND_ZC (WHIRLWIND_IO_URING_SEND_ZC=1),
+// whose buffers stay the kernel's until their notifications are in.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { listenRaw, type CloseInfo, type RawServer } from '../src/index.js';
 import { FramedClient, pattern, until } from './fixtures/framed-client.js';
 import { uringAvailable, uringTitle } from './fixtures/io-uring.js';
@@ -10,6 +12,7 @@ const servers: RawServer[] = [];
 const clients: FramedClient[] = [];
 
 afterEach(async () => {
+  delete process.env.WHIRLWIND_IO_URING_SEND_ZC;
   for (const c of clients.splice(0)) c.destroy();
   for (const s of servers.splice(0)) await s.close();
 });
@@ -37,7 +40,14 @@ function recorder() {
   return { server, opens, closes };
 }
 
-describe.skipIf(!uringAvailable)(uringTitle('io_uring cancellation on close'), () => {
+describe.skipIf(!uringAvailable).each([
+  { sends: 'plain sends', zc: '0' },
+  { sends: 'SEND_ZC', zc: '1' },
+])(uringTitle('io_uring cancellation on close, $sends'), ({ zc }) => {
+  beforeEach(() => {
+    process.env.WHIRLWIND_IO_URING_SEND_ZC = zc;
+  });
+
   it('closes a connection with a recv and a blocked send in flight: one close, peer sees EOF', async () => {
     const { server, opens, closes } = recorder();
     const c = await FramedClient.connect(server.port);

@@ -106,6 +106,10 @@ constexpr uint32_t kStarved = 1u << 5;     // on the starved list
 constexpr uint32_t kClosing = 1u << 6;     // close() called; kClosed owed
 constexpr uint32_t kCancelRecv = 1u << 7;  // a cancel for the current recv is queued
 constexpr uint32_t kStarted = 1u << 8;     // start_recv was called
+// Bits 16..27: the errno of a finished send whose kSent waits for SEND_ZC
+// notifications (0: it succeeded).
+constexpr uint32_t kSendErrShift = 16;
+constexpr uint32_t kSendErrMask = 0xfffu << kSendErrShift;
 
 constexpr uint16_t kBufGroup = 0;
 constexpr uint32_t kSqEntries = 1024;
@@ -616,7 +620,7 @@ class UringPoller final : public Poller {
   }
 
   void send(Conn* c) override {
-    c->be_flags &= ~kSendAll;
+    c->be_flags &= ~(kSendAll | kSendErrMask);
     if (c->send_off >= c->sending.len) {
       push(CompKind::kSent, c, int32_t(c->sending.len));
       return;
@@ -633,6 +637,16 @@ class UringPoller final : public Poller {
       cancel(ud_make(c, kRecv));
     }
     if (c->be_flags & kSendBusy) cancel(ud_make(c, kSend));
+    if (c->sock >= 0 && use_zc_ && (c->be_aux || (c->be_flags & kSendBusy))) {
+      // SEND_ZC bytes may still sit in the socket's send queue, and their
+      // notifications come only when the kernel frees them, which for a
+      // peer that does not read is never: abort the connection (RST, the
+      // queue is dropped) so that kClosed can come.  A hard close drops
+      // what is unsent anyway; with plain sends the kernel's copy may still
+      // go out, with SEND_ZC it does not.
+      struct linger lg = {1, 0};
+      setsockopt(c->sock, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
     if (c->sock >= 0) {
       // The kernel holds its own reference to the socket for each request
       // still in flight, so closing the descriptor now is safe; the socket
@@ -969,13 +983,26 @@ class UringPoller final : public Poller {
     }
   }
 
+  // Report the end of c's send: res = all bytes, or -errno.  kSent lets the
+  // engine free `sending`, so while SEND_ZC notifications are owed (the
+  // kernel may still read those bytes) it waits for the last of them.
+  void finish_send(Conn* c, int32_t res) {
+    if (c->be_aux == 0) {
+      push(CompKind::kSent, c, res);
+      return;
+    }
+    uint32_t err = res < 0 ? uint32_t(-res) & 0xfffu : 0;
+    c->be_flags = (c->be_flags & ~kSendErrMask) | kSendAll | (err << kSendErrShift);
+  }
+
   void on_send(Conn* c, int32_t res, uint32_t flags) {
     if (flags & IORING_CQE_F_NOTIF) {
       // SEND_ZC: the kernel no longer needs the bytes of one earlier send.
       if (c->be_aux) --c->be_aux;
       if (c->be_aux == 0 && (c->be_flags & kSendAll)) {
-        c->be_flags &= ~kSendAll;
-        push(CompKind::kSent, c, int32_t(c->sending.len));
+        uint32_t err = (c->be_flags & kSendErrMask) >> kSendErrShift;
+        c->be_flags &= ~(kSendAll | kSendErrMask);
+        push(CompKind::kSent, c, err ? -int32_t(err) : int32_t(c->sending.len));
       }
       maybe_closed(c);
       return;
@@ -983,7 +1010,7 @@ class UringPoller final : public Poller {
     if (flags & IORING_CQE_F_MORE) ++c->be_aux;  // a notification will follow
     c->be_flags &= ~kSendBusy;
     if (c->be_flags & kClosing) {
-      push(CompKind::kSent, c, res < 0 ? res : -ECANCELED);
+      finish_send(c, res < 0 ? res : -ECANCELED);
       maybe_closed(c);
       return;
     }
@@ -993,14 +1020,10 @@ class UringPoller final : public Poller {
         submit_send(c);  // short send: go on from where it stopped
         return;
       }
-      if (c->be_aux) {
-        c->be_flags |= kSendAll;  // kSent when the last notification is in
-        return;
-      }
-      push(CompKind::kSent, c, int32_t(c->sending.len));
+      finish_send(c, int32_t(c->sending.len));
       return;
     }
-    push(CompKind::kSent, c, res < 0 ? res : -EPIPE);
+    finish_send(c, res < 0 ? res : -EPIPE);
   }
 
   Ring ring_;
