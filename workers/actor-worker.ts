@@ -26,7 +26,19 @@ import {
   type TurnFailure,
   actorClassOf,
 } from '../src/actor/actor.js';
-import { type Cmd, CmdOp, MAIN_PORT_KEY, type Task, type TaskResult, TurnKind, type TurnResult, type TurnSpec, type WorkerInit } from '../src/actor/wire.js';
+import {
+  type Cmd,
+  CmdOp,
+  MAIN_PORT_KEY,
+  RESULT_TURN_HEADER,
+  TASK_TURN_HEADER,
+  type Task,
+  type TaskResult,
+  TurnKind,
+  type TurnExtras,
+  type TurnSpec,
+  type WorkerInit,
+} from '../src/actor/wire.js';
 import type { PeerAddress } from '../src/options.js';
 import { MessageDecoder } from '../src/protocol/decoder.js';
 import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from '../src/protocol/encoder.js';
@@ -37,7 +49,10 @@ import { answerDecodeError } from '../src/protocol/server.js';
 const init = workerData as WorkerInit;
 const decoder = new MessageDecoder({ ...init.codec, copyBuffers: false }); // task buffers are never reused
 const encoder = new MessageEncoder();
-const packr = new Packr({ useRecords: false, structuredClone: true });
+// State is private to the server (never on the wire), so msgpackr's own types are fine:
+// structuredClone mode keeps Maps, Sets, Dates, typed arrays and cycles; records
+// are self-describing in each packed state, so any worker can unpack any state.
+const packr = new Packr({ structuredClone: true });
 const EMPTY = Buffer.alloc(0);
 const TIMED_OUT = Symbol('timed out');
 
@@ -287,14 +302,18 @@ function fail(turn: TurnOut, requestId: number, action: string, code: number, me
 function assemble(outs: TurnOut[]): TaskResult {
   let total = 0;
   for (const t of outs) {
+    total += RESULT_TURN_HEADER;
     if (t.state) total += t.state.length;
     for (const f of t.out) total += f.length;
     for (const c of t.cmds) if ('frame' in c) total += c.frame.length;
   }
-  const buf = new Uint8Array(total);
+  const buf = Buffer.from(new ArrayBuffer(total));
   let pos = 0;
-  const turns: TurnResult[] = [];
-  for (const t of outs) {
+  let extras: Array<TurnExtras | null> | null = null;
+  for (let i = 0; i < outs.length; i++) {
+    const t = outs[i]!;
+    const header = pos;
+    pos += RESULT_TURN_HEADER;
     let stateLen = -1;
     if (t.state) {
       buf.set(t.state, pos);
@@ -306,7 +325,9 @@ function assemble(outs: TurnOut[]): TaskResult {
       buf.set(f, pos);
       pos += f.length;
     }
-    const outLen = pos - start;
+    buf.writeDoubleLE(t.spec.conn, header);
+    buf.writeInt32LE(stateLen, header + 8);
+    buf.writeUInt32LE(pos - start, header + 12);
     let cmds: Cmd[] | null = null;
     if (t.cmds.length > 0) {
       cmds = [];
@@ -325,9 +346,12 @@ function assemble(outs: TurnOut[]): TaskResult {
         }
       }
     }
-    turns.push({ conn: t.spec.conn, stateLen, outLen, cmds, close: t.close, failures: t.failures });
+    if (cmds !== null || t.close !== null || t.failures !== null) {
+      extras ??= new Array<TurnExtras | null>(outs.length).fill(null);
+      extras[i] = { cmds, close: t.close, failures: t.failures };
+    }
   }
-  return { turns, buf };
+  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras };
 }
 
 /**
@@ -354,13 +378,28 @@ function brokenTurn(spec: TurnSpec, buf: Uint8Array, at: number, e: unknown): Tu
 /** The piscina task: run a batch of turns. */
 export default async function runTask(task: Task): Promise<TaskResult> {
   const Actor = await loadActor();
+  const view = Buffer.from(task.buf.buffer, task.buf.byteOffset, task.buf.byteLength);
   let pos = 0;
   const running: Promise<TurnOut>[] = [];
-  const view = Buffer.from(task.buf.buffer, task.buf.byteOffset, task.buf.byteLength);
-  for (const spec of task.turns) {
-    running.push(runTurn(Actor, spec, task.buf, pos).catch((e: unknown) => brokenTurn(spec, task.buf, pos, e)));
+  for (let i = 0; i < task.count; i++) {
+    const alen = view[pos + 9]!;
+    const spec: TurnSpec = {
+      conn: view.readDoubleLE(pos),
+      kind: view[pos + 8]!,
+      peer: {
+        address: view.toString('latin1', pos + TASK_TURN_HEADER, pos + TASK_TURN_HEADER + alen),
+        port: view.readUInt16LE(pos + 10),
+        family: view[pos + 12] === 6 ? 6 : 4,
+      },
+      stateLen: view.readInt32LE(pos + 16),
+      n: view.readUInt32LE(pos + 20),
+      info: task.infos?.[i] ?? null,
+    };
+    pos += TASK_TURN_HEADER + alen;
+    const at = pos;
+    running.push(runTurn(Actor, spec, task.buf, at).catch((e: unknown) => brokenTurn(spec, task.buf, at, e)));
     if (spec.stateLen > 0) pos += spec.stateLen;
-    for (let i = 0; i < spec.n; i++) pos += 4 + view.readUInt32LE(pos);
+    for (let k = 0; k < spec.n; k++) pos += 4 + view.readUInt32LE(pos);
   }
   return assemble(await Promise.all(running));
 }

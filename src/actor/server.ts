@@ -19,6 +19,7 @@
 // flight, and each task takes an even share of the ready connections (up to
 // maxTurnsPerTask), so under load one piscina task carries many turns.
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as Comlink from 'comlink';
 import { Piscina } from 'piscina';
@@ -30,7 +31,7 @@ import { Flag, Kind } from '../protocol/layout.js';
 import { ServerCodec } from '../protocol/server.js';
 import { type ActorShape, type ClosedInfo, type MainThreadApi, type TurnFailure, actorClassOf, shapeOf } from './actor.js';
 import { type ActorServerOptions, type ResolvedActorOptions, resolveActorOptions } from './options.js';
-import { CmdOp, MAIN_PORT_KEY, type Task, type TaskResult, TurnKind, type TurnSpec, type WorkerInit } from './wire.js';
+import { type Cmd, CmdOp, MAIN_PORT_KEY, RESULT_TURN_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, TurnKind, type WorkerInit } from './wire.js';
 
 const REQ = 0;
 const OUT = 1;
@@ -88,7 +89,18 @@ export interface CloseOptions {
   deadlineMs?: number;
 }
 
-const workerUrl = new URL('../../workers/actor-worker.js', import.meta.url);
+/**
+ * The worker entry, compiled from workers/actor-worker.ts: beside this file
+ * in dist/ (dist/src/actor -> dist/workers), or, when this file runs from
+ * source (tests), in dist/ of the package.
+ */
+function workerPath(): string {
+  for (const rel of ['../../workers/actor-worker.js', '../../dist/workers/actor-worker.js']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new Error('whirlwind: dist/workers/actor-worker.js is missing; run "npm run build:ts" (tsc) first');
+}
 
 /**
  * A socket-actor server.  Create with {@link listen} (or {@link createServer}
@@ -183,7 +195,7 @@ export class ActorServer extends EventEmitter {
       },
     };
     const pool = new Piscina({
-      filename: fileURLToPath(workerUrl),
+      filename: workerPath(),
       minThreads: o.minWorkers,
       maxThreads: o.maxWorkers,
       idleTimeout: o.workerIdleTimeoutMs,
@@ -592,20 +604,19 @@ export class ActorServer extends EventEmitter {
   }
 
   #runTask(conns: Conn[]): void {
-    const turns: TurnSpec[] = [];
+    let infos: Task['infos'] = null;
     let total = 0;
     const maxPer = this.options.maxTurnsPerConnection;
     let longest = 1;
-    for (const c of conns) {
+    for (let i = 0; i < conns.length; i++) {
+      const c = conns[i]!;
       const first = c.box[c.head]!;
       const taken: Item[] = [];
-      let kind: number = TurnKind.REQUESTS;
-      let info: ClosedInfo | TurnFailure | null = null;
+      total += TASK_TURN_HEADER + c.peer.address.length;
       if (first.k === HOOK) {
         taken.push(first);
         c.box[c.head++] = undefined as never;
-        kind = first.kind;
-        info = first.info;
+        if (first.info) (infos ??= new Array(conns.length).fill(null))[i] = first.info;
       } else {
         while (taken.length < maxPer && c.head < c.box.length && c.box[c.head]!.k === REQ) {
           const it = c.box[c.head]!;
@@ -617,29 +628,39 @@ export class ActorServer extends EventEmitter {
         longest = Math.max(longest, taken.length);
       }
       c.running = taken;
-      const stateLen = c.state ? c.state.length : -1;
       if (c.state) total += c.state.length;
-      turns.push({ conn: c.id, kind, peer: c.peer, stateLen, n: kind === TurnKind.REQUESTS ? taken.length : 0, info });
     }
-    const buf = new Uint8Array(total);
-    const view = Buffer.from(buf.buffer);
+    const buf = Buffer.from(new ArrayBuffer(total));
     let pos = 0;
     for (const c of conns) {
+      const first = c.running![0]!;
+      const n = first.k === REQ ? c.running!.length : 0;
+      buf.writeDoubleLE(c.id, pos);
+      buf[pos + 8] = first.k === HOOK ? first.kind : TurnKind.REQUESTS;
+      const alen = buf.write(c.peer.address, pos + TASK_TURN_HEADER, 'latin1');
+      buf[pos + 9] = alen;
+      buf.writeUInt16LE(c.peer.port, pos + 10);
+      buf[pos + 12] = c.peer.family;
+      buf[pos + 13] = buf[pos + 14] = buf[pos + 15] = 0;
+      buf.writeInt32LE(c.state ? c.state.length : -1, pos + 16);
+      buf.writeUInt32LE(n, pos + 20);
+      pos += TASK_TURN_HEADER + alen;
       if (c.state) {
         buf.set(c.state, pos);
         pos += c.state.length;
       }
-      for (const it of c.running!) {
-        if (it.k !== REQ) continue;
-        view.writeUInt32LE(it.frame.length, pos);
-        buf.set(it.frame, pos + 4);
-        pos += 4 + it.frame.length;
+      for (let k = 0; k < n; k++) {
+        const frame = (c.running![k] as { frame: Buffer }).frame;
+        buf.writeUInt32LE(frame.length, pos);
+        buf.set(frame, pos + 4);
+        pos += 4 + frame.length;
       }
     }
-    const task: Task = { turns, buf };
+    const turnCount = conns.length;
+    const task: Task = { count: turnCount, buf: new Uint8Array(buf.buffer, 0, total), infos };
     this.#tasksInFlight++;
     this.#counters.tasks++;
-    this.#counters.turns += turns.length;
+    this.#counters.turns += turnCount;
     // A worker stuck past every handler's time (a synchronous loop) is stopped:
     // aborting a running piscina task terminates its worker.
     const limit = this.options.handlerTimeoutMs;
@@ -660,53 +681,58 @@ export class ActorServer extends EventEmitter {
   #onResult(conns: Conn[], result: TaskResult): void {
     const buf = Buffer.from(result.buf.buffer, result.buf.byteOffset, result.buf.byteLength);
     let pos = 0;
-    for (let i = 0; i < result.turns.length; i++) {
-      const t = result.turns[i]!;
+    for (let i = 0; i < result.count; i++) {
       const c = conns[i]!;
+      const stateLen = buf.readInt32LE(pos + 8);
+      const outLen = buf.readUInt32LE(pos + 12);
+      pos += RESULT_TURN_HEADER;
       const taken = c.running;
-      if (taken === null) continue; // abandoned at shutdown: its answers were already sent
+      const extras = result.extras?.[i] ?? null;
+      let end = pos + Math.max(0, stateLen) + outLen;
+      if (extras?.cmds) for (const cmd of extras.cmds) end = Math.max(end, cmdEnd(cmd));
+      if (taken === null) {
+        pos = end;
+        continue; // abandoned at shutdown: its answers were already sent
+      }
       c.running = null;
-      c.requests -= taken.filter((x) => x.k === REQ).length;
-      if (t.stateLen >= 0) {
-        c.state = buf.subarray(pos, pos + t.stateLen).slice();
-        pos += t.stateLen;
+      for (const x of taken) if (x.k === REQ) c.requests--;
+      if (stateLen >= 0) {
+        c.state = buf.subarray(pos, pos + stateLen).slice();
+        pos += stateLen;
       }
-      const out = buf.subarray(pos, pos + t.outLen);
-      pos += t.outLen;
-      if (t.outLen > 0 && !c.closed && !c.closing) this.#raw!.write(c.id, out);
-      if (t.failures) {
-        for (const f of t.failures) {
-          this.#counters.failedTurns++;
-          this.emit('turnFailed', f);
+      if (outLen > 0 && !c.closed && !c.closing) this.#raw!.write(c.id, buf.subarray(pos, pos + outLen));
+      pos = end;
+      if (extras !== null) {
+        if (extras.failures) {
+          for (const f of extras.failures) {
+            this.#counters.failedTurns++;
+            this.emit('turnFailed', f);
+          }
         }
+        if (extras.cmds) this.#apply(c, extras.cmds, buf);
+        if (extras.close !== null && !c.closed && !c.closing) this.#goAway(c, ErrorCode.NONE, extras.close || 'closed by the server');
       }
-      if (t.cmds) pos = this.#apply(c, t.cmds, buf, pos);
-      if (t.close !== null && !c.closed && !c.closing) this.#goAway(c, ErrorCode.NONE, t.close || 'closed by the server');
       this.#afterTurn(c);
     }
   }
 
-  /** Applies a turn's commands; returns the offset after the frames they used. */
-  #apply(c: Conn, cmds: TaskResult['turns'][number]['cmds'] & object, buf: Buffer, pos: number): number {
-    let end = pos;
+  /** Applies a turn's commands in order. */
+  #apply(c: Conn, cmds: Cmd[], buf: Buffer): void {
     for (const cmd of cmds) {
       switch (cmd[0]) {
         case CmdOp.PUSH_TO: {
           const frame = copyOnce(buf, cmd[2], cmd[3]);
           for (const id of cmd[1]) this.#deliverShared(id, frame);
-          end = Math.max(end, cmd[2] + cmd[3]);
           break;
         }
         case CmdOp.PUSH_GROUP: {
           const frame = copyOnce(buf, cmd[2], cmd[3]);
           for (const id of this.#groups.get(cmd[1]) ?? []) if (id !== cmd[4]) this.#deliverShared(id, frame);
-          end = Math.max(end, cmd[2] + cmd[3]);
           break;
         }
         case CmdOp.BROADCAST: {
           const frame = copyOnce(buf, cmd[1], cmd[2]);
           for (const id of this.#conns.keys()) if (id !== cmd[3]) this.#deliverShared(id, frame);
-          end = Math.max(end, cmd[1] + cmd[2]);
           break;
         }
         case CmdOp.JOIN:
@@ -717,7 +743,6 @@ export class ActorServer extends EventEmitter {
           break;
       }
     }
-    return end;
   }
 
   /** #deliver for a frame that lives in a result buffer: copied (once) only if it has to wait in a mailbox. */
@@ -812,6 +837,19 @@ function copyOnce(buf: Buffer, off: number, len: number): SharedFrame {
   const view = buf.subarray(off, off + len);
   let copied: Uint8Array | null = null;
   return { view, copy: () => (copied ??= view.slice()) };
+}
+
+/** Where the frame a command pushes ends in the result buffer (0 for commands without one). */
+function cmdEnd(cmd: Cmd): number {
+  switch (cmd[0]) {
+    case CmdOp.PUSH_TO:
+    case CmdOp.PUSH_GROUP:
+      return cmd[2] + cmd[3];
+    case CmdOp.BROADCAST:
+      return cmd[1] + cmd[2];
+    default:
+      return 0;
+  }
 }
 
 function actionOf(frame: Buffer): string {
