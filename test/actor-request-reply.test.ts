@@ -55,10 +55,11 @@ describe('actor request and reply', () => {
     expect([e3.code, e3.message, e3.data]).toEqual([10002, 'explicit', { why: 'because' }]);
     const e4 = await rejection(c.request('no-such-action'));
     expect(e4.code).toBe(ErrorCode.UNKNOWN_ACTION);
-    // The state survived the throw (its increment counts), and onTurnFailed ran.
+    // The state survived the throw (its increment counts), and onTurnFailed ran for
+    // the throw only: a ReplyError or ctx.error() is an answer, not a failure.
     const st = (await c.request<{ n: number; failures: number; connected: boolean }>('state')).body;
-    expect(st).toEqual({ n: 1, failures: 2, connected: true });
-    expect(failed).toHaveLength(2);
+    expect(st).toEqual({ n: 1, failures: 1, connected: true });
+    expect(failed).toHaveLength(1);
     expect(failed[0]).toMatchObject({ action: 'throw', code: ErrorCode.HANDLER_ERROR, message: 'nope' });
   });
 

@@ -278,7 +278,8 @@ async function runRequest(actor: SocketActor<unknown>, turn: TurnOut, spec: Turn
       failure = { conn: spec.conn, requestId: id, action: msg.action, code, message: messageOf(e) };
       (turn.failures ??= []).push(failure);
     } else {
-      failure = fail(turn, id, msg.action, code, messageOf(e));
+      // A ReplyError is an answer the handler chose, not a failure.
+      if (!(e instanceof ReplyError)) failure = fail(turn, id, msg.action, code, messageOf(e));
       try {
         ctx.reply$ = encoder.encodePrefixed(Messages.error(id, code, messageOf(e), data, { checksum }));
       } catch {
