@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import * as Comlink from 'comlink';
 import { Piscina } from 'piscina';
 import { type CloseInfo, type EngineStats, RawServer } from '../engine.js';
-import type { PeerAddress } from '../options.js';
+import type { EngineOptions, PeerAddress } from '../options.js';
 import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from '../protocol/encoder.js';
 import { ErrorCode, ProtocolError } from '../protocol/errors.js';
 import { Flag, Kind } from '../protocol/layout.js';
@@ -217,7 +217,17 @@ export class ActorServer extends EventEmitter {
     pool.on('error', (e: Error) => this.emit('workerError', e));
     this.#pool = pool;
     try {
-      this.#raw = new RawServer({ ...this.#engineOptions, protocolCheck: true } as never, {
+      // Connections the engine closes on its own are told why first (a GOAWAY),
+      // unless the user chose other bytes.
+      const e = this.#engineOptions as EngineOptions;
+      const engine: EngineOptions = { ...e, protocolCheck: true };
+      if ((e.idleTimeoutMs ?? 0) > 0 && e.idleFrame === undefined) {
+        engine.idleFrame = this.#encoder.encodePrefixed(Messages.goAway(ErrorCode.TIMEOUT, `idle for ${e.idleTimeoutMs} ms`));
+      }
+      if (((e.maxConnections ?? 0) > 0 || (e.maxConnectionsPerAddress ?? 0) > 0 || e.acceptHook) && e.refuseFrame === undefined) {
+        engine.refuseFrame = this.#encoder.encodePrefixed(Messages.goAway(ErrorCode.OVERLOADED, 'connection refused'));
+      }
+      this.#raw = new RawServer(engine, {
         open: (conn, peer) => this.#onOpen(conn, peer),
         frame: (conn, data, check) => this.#onFrame(conn, data, check),
         close: (conn, info) => this.#onClose(conn, info),
