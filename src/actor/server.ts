@@ -1,0 +1,880 @@
+// server.ts - the socket-actor server: the engine's frames in, actor turns
+// out to a piscina pool in batches, replies and pushes back in order.
+//
+// Per connection there is one FIFO mailbox of items: requests (REQ), bytes
+// ready to send (OUT: pushes, and answers made without a handler: protocol
+// errors, OVERLOADED, SHUTTING_DOWN) and lifecycle hooks (HOOK).  The rules
+// (docs/design.md, "Socket actors"):
+//
+//   - at most one turn per connection is in flight;
+//   - the head of the mailbox moves only between turns: OUT items at the
+//     head are written at once, a REQ or HOOK at the head makes the
+//     connection ready for a worker;
+//   - a connection's turn takes every REQ at the head, up to
+//     maxTurnsPerConnection, and they run in order in one task;
+//   - everything a turn produced for its own connection is written when its
+//     result arrives, before anything queued behind it.
+//
+// Dispatch: ready connections queue here; at most maxWorkers tasks are in
+// flight, and each task takes an even share of the ready connections (up to
+// maxTurnsPerTask), so under load one piscina task carries many turns.
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as Comlink from 'comlink';
+import { Piscina } from 'piscina';
+import { type CloseInfo, type EngineStats, RawServer } from '../engine.js';
+import type { EngineOptions, PeerAddress } from '../options.js';
+import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from '../protocol/encoder.js';
+import { ErrorCode, ProtocolError } from '../protocol/errors.js';
+import { Flag, Kind } from '../protocol/layout.js';
+import { ServerCodec } from '../protocol/server.js';
+import { type ActorShape, type ClosedInfo, type MainThreadApi, type TurnFailure, actorClassOf, shapeOf } from './actor.js';
+import { type ActorServerOptions, type ResolvedActorOptions, resolveActorOptions } from './options.js';
+import { type Cmd, CmdOp, MAIN_PORT_KEY, RESULT_TURN_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, TurnKind, type WorkerInit } from './wire.js';
+
+const REQ = 0;
+const OUT = 1;
+const HOOK = 2;
+type Item =
+  | { k: typeof REQ; frame: Buffer }
+  | { k: typeof OUT; bytes: Uint8Array; close: string | null }
+  | { k: typeof HOOK; kind: number; info: ClosedInfo | TurnFailure | null };
+
+class Conn {
+  state: Uint8Array | null = null;
+  box: Item[] = [];
+  head = 0;
+  /** REQ items in the mailbox, waiting or running. */
+  requests = 0;
+  /** The items of the turn in flight, or null. */
+  running: Item[] | null = null;
+  ready = false;
+  paused = false;
+  /** The engine reported the close. */
+  closed = false;
+  /** We decided to close it (GOAWAY sent or queued): frames from it are ignored. */
+  closing = false;
+  closeReason: string | null = null;
+  groups: Set<string> | null = null;
+  /** Heartbeat clock tick of the last frame received; the tick a PING went out (0: none outstanding). */
+  seen = 0;
+  pingAt = 0;
+  constructor(
+    readonly id: number,
+    readonly peer: PeerAddress,
+  ) {}
+}
+
+/** Counters of the actor layer (the engine's are under `engine`). */
+export interface ActorServerStats {
+  engine: EngineStats;
+  connections: number;
+  groups: number;
+  /** Requests waiting for a worker, over all connections. */
+  queuedRequests: number;
+  /** Connections whose reading is paused by the mailbox limit. */
+  pausedConnections: number;
+  tasksInFlight: number;
+  tasks: number;
+  turns: number;
+  failedTurns: number;
+  /** Worker threads alive now. */
+  workers: number;
+}
+
+/** Options of {@link ActorServer.close}. */
+export interface CloseOptions {
+  /** How long turns in flight and queued requests may take before they are answered SHUTTING_DOWN and connections are closed anyway. */
+  deadlineMs?: number;
+}
+
+/**
+ * The worker entry, compiled from workers/actor-worker.ts: beside this file
+ * in dist/ (dist/src/actor -> dist/workers), or, when this file runs from
+ * source (tests), in dist/ of the package.
+ */
+function workerPath(): string {
+  for (const rel of ['../../workers/actor-worker.js', '../../dist/workers/actor-worker.js']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new Error('whirlwind: dist/workers/actor-worker.js is missing; run "npm run build:ts" (tsc) first');
+}
+
+/**
+ * A socket-actor server.  Create with {@link listen} (or {@link createServer}
+ * then `listen()`).
+ *
+ * Events: `connection` (conn, peer), `close` (conn, info: CloseInfo),
+ * `turnFailed` (failure: TurnFailure), `workerError` (error: Error; a worker
+ * died with no turn to blame).
+ */
+export class ActorServer extends EventEmitter {
+  readonly options: Readonly<ResolvedActorOptions>;
+  readonly actorModule: URL;
+  #engineOptions: ActorServerOptions;
+  #raw: RawServer | null = null;
+  #pool: Piscina | null = null;
+  #shape: ActorShape | null = null;
+  #codec: ServerCodec;
+  #encoder = new MessageEncoder();
+  #conns = new Map<number, Conn>();
+  #open = 0;
+  #groups = new Map<string, Set<number>>();
+  #ready: Conn[] = [];
+  #readyHead = 0;
+  #waiting = 0;
+  #paused = 0;
+  #tasksInFlight = 0;
+  #maxTasksInFlight: number;
+  #counters = { tasks: 0, turns: 0, failedTurns: 0 };
+  #closing: Promise<void> | null = null;
+  #shuttingDown = false;
+  #onSettled: (() => void) | null = null;
+  #onAllClosed: (() => void) | null = null;
+  #heartbeat: NodeJS.Timeout | null = null;
+  #tick = 1;
+  #api: MainThreadApi;
+
+  constructor(options: ActorServerOptions) {
+    super();
+    const { actor, actorOptions, engineOptions } = resolveActorOptions(options);
+    this.options = Object.freeze(actorOptions);
+    this.actorModule = actor;
+    this.#engineOptions = engineOptions as ActorServerOptions;
+    const o = this.options;
+    this.#codec = new ServerCodec({
+      maxBodyBytes: o.maxBodyBytes,
+      maxAttachmentBytes: o.maxAttachmentBytes,
+      maxDecompressedBytes: o.maxDecompressedBytes,
+      maxDepth: o.maxDepth,
+      requireChecksum: o.requireChecksum,
+    });
+    this.#maxTasksInFlight = o.maxWorkers;
+    this.#api = Object.freeze({
+      onlineCount: async () => this.onlineCount,
+      isConnected: async (conn: number) => this.isConnected(conn),
+      peer: async (conn: number) => this.peer(conn),
+      connections: async () => this.connections(),
+      groupMembers: async (group: string) => this.groupMembers(group),
+      close: async (conn: number, reason?: string) => this.closeConnection(conn, reason),
+    });
+  }
+
+  /** The engine underneath (null before listen()). */
+  get raw(): RawServer {
+    if (!this.#raw) throw new Error('the server is not listening yet');
+    return this.#raw;
+  }
+  get port(): number {
+    return this.raw.port;
+  }
+  get address(): string {
+    return this.raw.address;
+  }
+  get backend(): string {
+    return this.raw.backend;
+  }
+
+  /** Loads the actor module (to check it and learn its hooks), starts the pool, listens. */
+  async listen(): Promise<this> {
+    if (this.#raw) return this;
+    const mod = (await import(this.actorModule.href)) as Record<string, unknown>;
+    this.#shape = shapeOf(actorClassOf(mod, this.actorModule.href));
+    const o = this.options;
+    const init: WorkerInit = {
+      actor: this.actorModule.href,
+      handlerTimeoutMs: o.handlerTimeoutMs,
+      codec: {
+        maxBodyBytes: o.maxBodyBytes,
+        maxAttachmentBytes: o.maxAttachmentBytes,
+        maxDecompressedBytes: o.maxDecompressedBytes,
+        maxDepth: o.maxDepth,
+        requireChecksum: o.requireChecksum,
+      },
+    };
+    const pool = new Piscina({
+      filename: workerPath(),
+      minThreads: o.minWorkers,
+      maxThreads: o.maxWorkers,
+      idleTimeout: o.workerIdleTimeoutMs,
+      concurrentTasksPerWorker: 1,
+      // 'async': a worker's event loop keeps running between tasks, so late
+      // timers and comlink answers are handled while it waits.
+      atomics: 'async',
+      workerData: init,
+      ...(o.resourceLimits ? { resourceLimits: o.resourceLimits } : {}),
+    });
+    pool.on('message', (m: unknown) => {
+      const port = (m as Record<string, unknown> | null)?.[MAIN_PORT_KEY] as import('node:worker_threads').MessagePort | undefined;
+      if (port) {
+        Comlink.expose(this.#api, port as unknown as Comlink.Endpoint);
+        port.unref();
+      }
+    });
+    // Without unfinished tasks piscina reports a dead worker as 'error'; never let that throw.
+    pool.on('error', (e: Error) => this.emit('workerError', e));
+    this.#pool = pool;
+    try {
+      // Connections the engine closes on its own are told why first (a GOAWAY),
+      // unless the user chose other bytes.
+      const e = this.#engineOptions as EngineOptions;
+      const engine: EngineOptions = { ...e, protocolCheck: true };
+      if ((e.idleTimeoutMs ?? 0) > 0 && e.idleFrame === undefined) {
+        engine.idleFrame = this.#encoder.encodePrefixed(Messages.goAway(ErrorCode.TIMEOUT, `idle for ${e.idleTimeoutMs} ms`));
+      }
+      if (((e.maxConnections ?? 0) > 0 || (e.maxConnectionsPerAddress ?? 0) > 0 || e.acceptHook) && e.refuseFrame === undefined) {
+        engine.refuseFrame = this.#encoder.encodePrefixed(Messages.goAway(ErrorCode.OVERLOADED, 'connection refused'));
+      }
+      this.#raw = new RawServer(engine, {
+        open: (conn, peer) => this.#onOpen(conn, peer),
+        frame: (conn, data, check) => this.#onFrame(conn, data, check),
+        close: (conn, info) => this.#onClose(conn, info),
+        batchEnd: () => this.#dispatch(),
+      });
+    } catch (e) {
+      await pool.destroy();
+      throw e;
+    }
+    if (o.heartbeatIntervalMs > 0) {
+      this.#heartbeat = setInterval(() => this.#beat(), o.heartbeatIntervalMs);
+      this.#heartbeat.unref();
+    }
+    return this;
+  }
+
+  // ---------------------------------------------------------------------------
+  // Main-thread API
+  // ---------------------------------------------------------------------------
+
+  /** Connections open now. */
+  get onlineCount(): number {
+    return this.#open;
+  }
+
+  isConnected(conn: number): boolean {
+    const c = this.#conns.get(conn);
+    return c !== undefined && !c.closed && !c.closing;
+  }
+
+  peer(conn: number): PeerAddress | null {
+    const c = this.#conns.get(conn);
+    return c && !c.closed ? { ...c.peer } : null;
+  }
+
+  connections(): number[] {
+    const out: number[] = [];
+    for (const c of this.#conns.values()) if (!c.closed && !c.closing) out.push(c.id);
+    return out;
+  }
+
+  groupMembers(group: string): number[] {
+    return [...(this.#groups.get(group) ?? [])];
+  }
+
+  /** Push to one connection or a list; each gets it after its turn in flight (if any). Returns how many it was queued to. */
+  push(conns: number | readonly number[], topic: string, body?: unknown, options?: SendOptions): number {
+    const frame = this.#encoder.encodePrefixed(Messages.push(topic, body, options));
+    let n = 0;
+    for (const id of typeof conns === 'number' ? [conns] : conns) if (this.#deliver(id, frame)) n++;
+    return n;
+  }
+
+  pushToGroup(group: string, topic: string, body?: unknown, options?: SendOptions & { except?: number }): number {
+    const frame = this.#encoder.encodePrefixed(Messages.push(topic, body, options));
+    let n = 0;
+    for (const id of this.#groups.get(group) ?? []) if (id !== options?.except && this.#deliver(id, frame)) n++;
+    return n;
+  }
+
+  broadcast(topic: string, body?: unknown, options?: SendOptions & { except?: number }): number {
+    const frame = this.#encoder.encodePrefixed(Messages.push(topic, body, options));
+    let n = 0;
+    for (const c of this.#conns.values()) if (c.id !== options?.except && this.#deliver(c.id, frame)) n++;
+    return n;
+  }
+
+  join(conn: number, group: string): boolean {
+    const c = this.#conns.get(conn);
+    if (!c || c.closed) return false;
+    this.#join(c, group);
+    return true;
+  }
+
+  leave(conn: number, group: string): boolean {
+    const c = this.#conns.get(conn);
+    if (!c) return false;
+    this.#leave(c, group);
+    return true;
+  }
+
+  /**
+   * Close a connection now: GOAWAY (code 0, `reason` as its message) after
+   * what was already written to it, then close.  Requests it has waiting or
+   * running are not answered (its client fails them as CONNECTION_CLOSED).
+   */
+  closeConnection(conn: number, reason = 'closed by the server'): boolean {
+    const c = this.#conns.get(conn);
+    if (!c || c.closed || c.closing) return false;
+    this.#goAway(c, ErrorCode.NONE, reason);
+    return true;
+  }
+
+  stats(): ActorServerStats {
+    return {
+      engine: this.raw.stats(),
+      connections: this.#open,
+      groups: this.#groups.size,
+      queuedRequests: this.#waiting,
+      pausedConnections: this.#paused,
+      tasksInFlight: this.#tasksInFlight,
+      ...this.#counters,
+      workers: this.#pool?.threads.length ?? 0,
+    };
+  }
+
+  /**
+   * Graceful stop: new connections are refused (GOAWAY SHUTTING_DOWN), new
+   * requests answered ERROR SHUTTING_DOWN in their place; turns in flight and
+   * requests already queued run to the end.  Then every connection gets
+   * GOAWAY SHUTTING_DOWN after its last answer and closes once its sends are
+   * written; then the engine and the pool stop.  After `deadlineMs`, what is
+   * still queued or running is answered ERROR SHUTTING_DOWN (late results are
+   * discarded) and the connections close the same way.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    if (this.#closing) return this.#closing;
+    const deadlineMs = options.deadlineMs ?? 5000;
+    if (!Number.isInteger(deadlineMs) || deadlineMs < 0) throw new TypeError(`options.deadlineMs must be an integer >= 0, got ${String(deadlineMs)}`);
+    this.#shuttingDown = true;
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#closing = (async () => {
+      if (!this.#raw) {
+        await this.#pool?.destroy();
+        return;
+      }
+      // Requests already queued are accepted: they run.  Wait for them.
+      if (!this.#settled()) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, deadlineMs);
+          this.#onSettled = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#onSettled = null;
+      }
+      // Past the deadline: answer everything left, in order, without waiting.
+      for (const c of this.#conns.values()) this.#abandon(c, ErrorCode.SHUTTING_DOWN, 'the server is shutting down');
+      for (const c of this.#conns.values()) {
+        if (!c.closed && !c.closing) this.#goAway(c, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
+      }
+      this.#raw.flush();
+      if (this.#open > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 2000);
+          this.#onAllClosed = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      await this.#raw.close();
+      await this.#pool?.destroy();
+    })();
+    return this.#closing;
+  }
+
+  // ---------------------------------------------------------------------------
+  // Engine events
+  // ---------------------------------------------------------------------------
+
+  #onOpen(conn: number, peer: PeerAddress): void {
+    const c = new Conn(conn, peer);
+    c.seen = this.#tick;
+    this.#conns.set(conn, c);
+    this.#open++;
+    if (this.#shuttingDown) {
+      this.#goAway(c, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
+      return;
+    }
+    this.emit('connection', conn, { ...peer });
+    if (this.#shape!.hasConnected) this.#enqueue(c, { k: HOOK, kind: TurnKind.CONNECTED, info: null });
+  }
+
+  #onFrame(conn: number, data: Buffer, check: number): void {
+    const c = this.#conns.get(conn);
+    if (c === undefined || c.closing || data.length === 0) return;
+    c.seen = this.#tick;
+    c.pingAt = 0;
+    if (check !== 0) return this.#badFrame(c, data);
+    switch (data[2]) {
+      case Kind.REQUEST: {
+        if (this.#shuttingDown) return this.#answer(c, data, ErrorCode.SHUTTING_DOWN, 'the server is shutting down');
+        const max = this.options.maxQueue;
+        if (max > 0 && this.#waiting >= max) return this.#answer(c, data, ErrorCode.OVERLOADED, `more than maxQueue (${max}) requests are waiting`);
+        this.#waiting++;
+        c.requests++;
+        if (c.requests >= this.options.mailboxLimit && !c.paused) {
+          c.paused = true;
+          this.#paused++;
+          this.raw.pauseReading(conn);
+        }
+        // The ring's memory is reused after this call: copy the frame.
+        this.#enqueue(c, { k: REQ, frame: Buffer.from(data) });
+        return;
+      }
+      case Kind.PING: {
+        // Answered at once, not in mailbox order (protocol.md §13.4).
+        const id = data.readUInt32LE(4);
+        this.raw.write(conn, this.#encoder.encodePrefixed(Messages.pong(id, { checksum: this.#checksum(data) })));
+        return;
+      }
+      case Kind.PONG:
+        return;
+      case Kind.GOAWAY:
+        // The client is leaving: nothing more is sent to it.
+        c.closing = true;
+        this.raw.closeConnection(conn);
+        return;
+      default:
+        return this.#badFrame(c, data);
+    }
+  }
+
+  #onClose(conn: number, info: CloseInfo): void {
+    const c = this.#conns.get(conn);
+    if (c === undefined) return;
+    c.closed = true;
+    this.#open--;
+    if (c.paused) {
+      c.paused = false;
+      this.#paused--;
+    }
+    if (c.groups) for (const g of [...c.groups]) this.#leave(c, g);
+    // What waits in the mailbox can no longer be answered.
+    for (let i = c.head; i < c.box.length; i++) if (c.box[i]!.k === REQ) this.#waiting--;
+    c.box = [];
+    c.head = 0;
+    c.requests = c.running ? c.running.filter((x) => x.k === REQ).length : 0;
+    this.emit('close', conn, info);
+    if (this.#shape!.hasClosed) {
+      this.#enqueue(c, { k: HOOK, kind: TurnKind.CLOSED, info: { reason: info.reason, message: c.closeReason ?? info.message } });
+    } else this.#maybeForget(c);
+    if (this.#open === 0) this.#onAllClosed?.();
+    this.#checkSettled();
+  }
+
+  // ---------------------------------------------------------------------------
+  // Mailboxes
+  // ---------------------------------------------------------------------------
+
+  #checksum(frame: Uint8Array): boolean {
+    return this.options.requireChecksum || ((frame[3] ?? 0) & Flag.CHECKSUM) !== 0;
+  }
+
+  /** Answer a request without running it (in its place in the order). */
+  #answer(c: Conn, frame: Buffer, code: number, message: string): void {
+    const id = frame.readUInt32LE(4);
+    this.#enqueue(c, { k: OUT, bytes: this.#encoder.encodePrefixed(Messages.error(id, code, message, undefined, { checksum: this.#checksum(frame) })), close: null });
+  }
+
+  /** A frame the I/O thread's check (or the kind rules) refused: ERROR in order, or GOAWAY and close. */
+  #badFrame(c: Conn, frame: Buffer): void {
+    let error: unknown;
+    try {
+      this.#codec.decode(frame);
+      error = new ProtocolError(ErrorCode.INTERNAL, 'the message failed the I/O thread\'s check');
+    } catch (e) {
+      error = e;
+    }
+    const { answer, close } = this.#codec.answerFor(error);
+    if (close) {
+      c.closing = true;
+      this.raw.pauseReading(c.id);
+      this.#enqueue(c, { k: OUT, bytes: answer ? this.#encoder.encodePrefixed(answer) : new Uint8Array(0), close: (error as Error).message });
+    } else if (answer) this.#enqueue(c, { k: OUT, bytes: this.#encoder.encodePrefixed(answer), close: null });
+  }
+
+  #enqueue(c: Conn, item: Item): void {
+    if (item.k === OUT && c.running === null && c.head === c.box.length) {
+      this.#send(c, item);
+      return;
+    }
+    c.box.push(item);
+    if (c.running === null && c.head === c.box.length - 1) this.#pump(c);
+  }
+
+  #send(c: Conn, item: { bytes: Uint8Array; close: string | null }): void {
+    if (item.bytes.length > 0) this.#raw!.write(c.id, item.bytes);
+    if (item.close !== null) {
+      c.closing = true;
+      c.closeReason = item.close;
+      this.#raw!.closeConnection(c.id);
+    }
+  }
+
+  /** Deliver a push frame to a connection; false when it is gone. */
+  #deliver(id: number, frame: Uint8Array): boolean {
+    const c = this.#conns.get(id);
+    if (c === undefined || c.closed || c.closing) return false;
+    if (c.running === null && c.head === c.box.length) this.#raw!.write(id, frame);
+    else c.box.push({ k: OUT, bytes: frame, close: null });
+    return true;
+  }
+
+  /** Move the head of an idle mailbox: write OUT items, make the connection ready for a REQ or HOOK. */
+  #pump(c: Conn): void {
+    while (c.running === null && c.head < c.box.length) {
+      const it = c.box[c.head]!;
+      if (it.k === OUT) {
+        c.box[c.head++] = undefined as never;
+        if (!c.closed && !c.closing) this.#send(c, it);
+        continue;
+      }
+      if (!c.ready) {
+        c.ready = true;
+        this.#ready.push(c);
+      }
+      break;
+    }
+    if (c.head === c.box.length) {
+      c.box = [];
+      c.head = 0;
+    } else if (c.head > 1024 && c.head * 2 > c.box.length) {
+      c.box = c.box.slice(c.head);
+      c.head = 0;
+    }
+    this.#maybeForget(c);
+  }
+
+  #maybeForget(c: Conn): void {
+    if (c.closed && c.running === null && c.head === c.box.length) this.#conns.delete(c.id);
+  }
+
+  #join(c: Conn, group: string): void {
+    let g = this.#groups.get(group);
+    if (!g) this.#groups.set(group, (g = new Set()));
+    g.add(c.id);
+    (c.groups ??= new Set()).add(group);
+  }
+
+  #leave(c: Conn, group: string): void {
+    const g = this.#groups.get(group);
+    if (g) {
+      g.delete(c.id);
+      if (g.size === 0) this.#groups.delete(group);
+    }
+    c.groups?.delete(group);
+  }
+
+  #goAway(c: Conn, code: number, reason: string): void {
+    c.closing = true;
+    c.closeReason = reason;
+    this.#raw!.write(c.id, this.#encoder.encodePrefixed(Messages.goAway(code, reason, undefined, { checksum: this.options.requireChecksum })));
+    this.#raw!.closeConnection(c.id);
+  }
+
+  #beat(): void {
+    const tick = ++this.#tick;
+    const timeoutTicks = Math.max(1, Math.ceil(this.options.heartbeatTimeoutMs / this.options.heartbeatIntervalMs));
+    for (const c of this.#conns.values()) {
+      if (c.closed || c.closing || c.seen >= tick - 1) continue;
+      if (c.pingAt === 0) {
+        c.pingAt = tick;
+        this.#raw!.write(c.id, this.#encoder.encodePrefixed(Messages.ping(tick)));
+      } else if (tick - c.pingAt >= timeoutTicks) {
+        this.#goAway(c, ErrorCode.TIMEOUT, 'no answer to heartbeat');
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // Dispatch and results
+  // ---------------------------------------------------------------------------
+
+  #dispatch(): void {
+    while (this.#tasksInFlight < this.#maxTasksInFlight && this.#readyHead < this.#ready.length) {
+      const free = this.#maxTasksInFlight - this.#tasksInFlight;
+      const readyCount = this.#ready.length - this.#readyHead;
+      const share = Math.min(this.options.maxTurnsPerTask, Math.ceil(readyCount / free));
+      const conns: Conn[] = [];
+      while (conns.length < share && this.#readyHead < this.#ready.length) {
+        const c = this.#ready[this.#readyHead++]!;
+        c.ready = false;
+        if (c.running === null && c.head < c.box.length) conns.push(c);
+      }
+      if (this.#readyHead === this.#ready.length) {
+        this.#ready = [];
+        this.#readyHead = 0;
+      }
+      if (conns.length > 0) this.#runTask(conns);
+    }
+  }
+
+  #runTask(conns: Conn[]): void {
+    let infos: Task['infos'] = null;
+    let total = 0;
+    const maxPer = this.options.maxTurnsPerConnection;
+    let longest = 1;
+    for (let i = 0; i < conns.length; i++) {
+      const c = conns[i]!;
+      const first = c.box[c.head]!;
+      const taken: Item[] = [];
+      total += TASK_TURN_HEADER + c.peer.address.length;
+      if (first.k === HOOK) {
+        taken.push(first);
+        c.box[c.head++] = undefined as never;
+        if (first.info) (infos ??= new Array(conns.length).fill(null))[i] = first.info;
+      } else {
+        while (taken.length < maxPer && c.head < c.box.length && c.box[c.head]!.k === REQ) {
+          const it = c.box[c.head]!;
+          c.box[c.head++] = undefined as never;
+          taken.push(it);
+          total += 4 + (it as { frame: Buffer }).frame.length;
+        }
+        this.#waiting -= taken.length;
+        longest = Math.max(longest, taken.length);
+      }
+      c.running = taken;
+      if (c.state) total += c.state.length;
+    }
+    const buf = Buffer.from(new ArrayBuffer(total));
+    let pos = 0;
+    for (const c of conns) {
+      const first = c.running![0]!;
+      const n = first.k === REQ ? c.running!.length : 0;
+      buf.writeDoubleLE(c.id, pos);
+      buf[pos + 8] = first.k === HOOK ? first.kind : TurnKind.REQUESTS;
+      const alen = buf.write(c.peer.address, pos + TASK_TURN_HEADER, 'latin1');
+      buf[pos + 9] = alen;
+      buf.writeUInt16LE(c.peer.port, pos + 10);
+      buf[pos + 12] = c.peer.family;
+      buf[pos + 13] = buf[pos + 14] = buf[pos + 15] = 0;
+      buf.writeInt32LE(c.state ? c.state.length : -1, pos + 16);
+      buf.writeUInt32LE(n, pos + 20);
+      pos += TASK_TURN_HEADER + alen;
+      if (c.state) {
+        buf.set(c.state, pos);
+        pos += c.state.length;
+      }
+      for (let k = 0; k < n; k++) {
+        const frame = (c.running![k] as { frame: Buffer }).frame;
+        buf.writeUInt32LE(frame.length, pos);
+        buf.set(frame, pos + 4);
+        pos += 4 + frame.length;
+      }
+    }
+    const turnCount = conns.length;
+    const task: Task = { count: turnCount, buf: new Uint8Array(buf.buffer, 0, total), infos };
+    this.#tasksInFlight++;
+    this.#counters.tasks++;
+    this.#counters.turns += turnCount;
+    // A worker stuck past every handler's time (a synchronous loop) is stopped:
+    // aborting a running piscina task terminates its worker.
+    const limit = this.options.handlerTimeoutMs;
+    const abort = new AbortController();
+    const watchdog = limit > 0 ? setTimeout(() => abort.abort(), limit * (1 + longest) + 1000) : null;
+    this.#pool!.run(task, { transferList: [buf.buffer] as never, signal: abort.signal }).then(
+      (result: TaskResult) => this.#onResult(conns, result),
+      (error: unknown) => this.#onTaskFailed(conns, error, abort.signal.aborted),
+    ).finally(() => {
+      if (watchdog) clearTimeout(watchdog);
+      this.#tasksInFlight--;
+      this.#dispatch();
+      this.#raw?.flush();
+      this.#checkSettled();
+    });
+  }
+
+  #onResult(conns: Conn[], result: TaskResult): void {
+    const buf = Buffer.from(result.buf.buffer, result.buf.byteOffset, result.buf.byteLength);
+    let pos = 0;
+    for (let i = 0; i < result.count; i++) {
+      const c = conns[i]!;
+      const stateLen = buf.readInt32LE(pos + 8);
+      const outLen = buf.readUInt32LE(pos + 12);
+      pos += RESULT_TURN_HEADER;
+      const taken = c.running;
+      const extras = result.extras?.[i] ?? null;
+      let end = pos + Math.max(0, stateLen) + outLen;
+      if (extras?.cmds) for (const cmd of extras.cmds) end = Math.max(end, cmdEnd(cmd));
+      if (taken === null) {
+        pos = end;
+        continue; // abandoned at shutdown: its answers were already sent
+      }
+      c.running = null;
+      for (const x of taken) if (x.k === REQ) c.requests--;
+      if (stateLen >= 0) {
+        c.state = buf.subarray(pos, pos + stateLen).slice();
+        pos += stateLen;
+      }
+      if (outLen > 0 && !c.closed && !c.closing) this.#raw!.write(c.id, buf.subarray(pos, pos + outLen));
+      pos = end;
+      if (extras !== null) {
+        if (extras.failures) {
+          for (const f of extras.failures) {
+            this.#counters.failedTurns++;
+            this.emit('turnFailed', f);
+          }
+        }
+        if (extras.cmds) this.#apply(c, extras.cmds, buf);
+        if (extras.close !== null && !c.closed && !c.closing) this.#goAway(c, ErrorCode.NONE, extras.close || 'closed by the server');
+      }
+      this.#afterTurn(c);
+    }
+  }
+
+  /** Applies a turn's commands in order. */
+  #apply(c: Conn, cmds: Cmd[], buf: Buffer): void {
+    for (const cmd of cmds) {
+      switch (cmd[0]) {
+        case CmdOp.PUSH_TO: {
+          const frame = copyOnce(buf, cmd[2], cmd[3]);
+          for (const id of cmd[1]) this.#deliverShared(id, frame);
+          break;
+        }
+        case CmdOp.PUSH_GROUP: {
+          const frame = copyOnce(buf, cmd[2], cmd[3]);
+          for (const id of this.#groups.get(cmd[1]) ?? []) if (id !== cmd[4]) this.#deliverShared(id, frame);
+          break;
+        }
+        case CmdOp.BROADCAST: {
+          const frame = copyOnce(buf, cmd[1], cmd[2]);
+          for (const id of this.#conns.keys()) if (id !== cmd[3]) this.#deliverShared(id, frame);
+          break;
+        }
+        case CmdOp.JOIN:
+          if (!c.closed && !c.closing) this.#join(c, cmd[1]);
+          break;
+        case CmdOp.LEAVE:
+          this.#leave(c, cmd[1]);
+          break;
+      }
+    }
+  }
+
+  /** #deliver for a frame that lives in a result buffer: copied (once) only if it has to wait in a mailbox. */
+  #deliverShared(id: number, frame: SharedFrame): void {
+    const c = this.#conns.get(id);
+    if (c === undefined || c.closed || c.closing) return;
+    if (c.running === null && c.head === c.box.length) this.#raw!.write(id, frame.view);
+    else c.box.push({ k: OUT, bytes: frame.copy(), close: null });
+  }
+
+  #onTaskFailed(conns: Conn[], error: unknown, timedOut: boolean): void {
+    const code = timedOut ? ErrorCode.TIMEOUT : ErrorCode.INTERNAL;
+    const message = timedOut
+      ? `a handler kept its worker busy past handlerTimeoutMs (${this.options.handlerTimeoutMs} ms); the worker was stopped`
+      : `the worker running this turn died: ${(error as Error)?.message ?? String(error)}`;
+    for (const c of conns) {
+      const taken = c.running;
+      if (taken === null) continue;
+      c.running = null;
+      let first: TurnFailure | null = null;
+      for (const it of taken) {
+        let f: TurnFailure;
+        if (it.k === REQ) {
+          c.requests--;
+          const id = it.frame.readUInt32LE(4);
+          f = { conn: c.id, requestId: id, action: actionOf(it.frame), code, message };
+          if (!c.closed && !c.closing) {
+            this.#raw!.write(c.id, this.#encoder.encodePrefixed(Messages.error(id, code, message, undefined, { checksum: this.#checksum(it.frame) })));
+          }
+        } else f = { conn: c.id, requestId: 0, action: '', code, message };
+        first ??= f;
+        this.#counters.failedTurns++;
+        this.emit('turnFailed', f);
+      }
+      // The actor hears of it in a turn of its own, next, with the state from before.
+      if (first && first.requestId !== 0 && this.#shape!.hasTurnFailed && !c.closed && !c.closing) {
+        c.box.splice(c.head, 0, { k: HOOK, kind: TurnKind.FAILED, info: first });
+      }
+      this.#afterTurn(c);
+    }
+  }
+
+  #afterTurn(c: Conn): void {
+    if (c.paused && c.requests <= Math.floor(this.options.mailboxLimit / 2)) {
+      c.paused = false;
+      this.#paused--;
+      if (!c.closed) this.#raw!.resumeReading(c.id);
+    }
+    this.#pump(c);
+  }
+
+  /** Shutdown past its deadline: answer what c has running and waiting, in order, and forget it. */
+  #abandon(c: Conn, code: number, message: string): void {
+    const items = [...(c.running ?? []), ...c.box.slice(c.head)];
+    if (c.running) c.requests -= c.running.filter((x) => x.k === REQ).length;
+    c.running = null;
+    for (let i = c.head; i < c.box.length; i++) {
+      const it = c.box[i]!;
+      if (it.k === REQ) {
+        this.#waiting--;
+        c.requests--;
+      }
+    }
+    c.box = [];
+    c.head = 0;
+    if (c.closed || c.closing) return this.#maybeForget(c);
+    for (const it of items) {
+      if (it.k === REQ) {
+        const id = it.frame.readUInt32LE(4);
+        this.#raw!.write(c.id, this.#encoder.encodePrefixed(Messages.error(id, code, message, undefined, { checksum: this.#checksum(it.frame) })));
+      } else if (it.k === OUT) this.#send(c, it);
+    }
+  }
+
+  #settled(): boolean {
+    if (this.#tasksInFlight > 0 || this.#waiting > 0) return false;
+    for (const c of this.#conns.values()) if (c.running !== null || c.head < c.box.length) return false;
+    return true;
+  }
+
+  #checkSettled(): void {
+    if (this.#onSettled && this.#settled()) this.#onSettled();
+  }
+}
+
+interface SharedFrame {
+  view: Uint8Array;
+  copy(): Uint8Array;
+}
+
+function copyOnce(buf: Buffer, off: number, len: number): SharedFrame {
+  const view = buf.subarray(off, off + len);
+  let copied: Uint8Array | null = null;
+  return { view, copy: () => (copied ??= view.slice()) };
+}
+
+/** Where the frame a command pushes ends in the result buffer (0 for commands without one). */
+function cmdEnd(cmd: Cmd): number {
+  switch (cmd[0]) {
+    case CmdOp.PUSH_TO:
+    case CmdOp.PUSH_GROUP:
+      return cmd[2] + cmd[3];
+    case CmdOp.BROADCAST:
+      return cmd[1] + cmd[2];
+    default:
+      return 0;
+  }
+}
+
+function actionOf(frame: Buffer): string {
+  const n = frame[10] ?? 0;
+  return frame.length >= 28 + n ? frame.toString('utf8', 28, 28 + n) : '';
+}
+
+/** Creates a socket-actor server; call `listen()` on it. */
+export function createServer(options: ActorServerOptions): ActorServer {
+  return new ActorServer(options);
+}
+
+/** Creates a socket-actor server and starts listening; resolves when it accepts connections. */
+export function listen(options: ActorServerOptions): Promise<ActorServer> {
+  return new ActorServer(options).listen();
+}
+
+export type { OutgoingMessage };

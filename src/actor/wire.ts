@@ -1,0 +1,84 @@
+// wire.ts - what travels between the main thread and a worker: one task
+// carries many turns (of many connections) in ONE buffer; one result
+// carries what each turn produced in one buffer.  Structured clone of
+// objects costs microseconds per turn, so only the rare parts (hook infos,
+// commands, failures) travel as objects, and only when present.  Both sides
+// import this file: the layouts below are the single description.
+//
+//   task buffer, per turn in order (integers little-endian):
+//     +0 f64 conn  +8 u8 kind  +9 u8 peer address length A  +10 u16 peer port
+//     +12 u8 peer family  +13..15 0  +16 i32 stateLen  +20 u32 n     (TASK_TURN_HEADER = 24)
+//     then A bytes of address (latin1), stateLen bytes of state, n x ( u32 length | request frame )
+//   task.infos[i]: the ClosedInfo / TurnFailure of hook turn i (null: none; the whole array null when no turn has one)
+//
+//   result buffer, per turn in the task's order:
+//     +0 f64 conn  +8 i32 stateLen  +12 u32 outLen                 (RESULT_TURN_HEADER = 16)
+//     then stateLen bytes of state, outLen bytes of length-prefixed frames for the connection,
+//     then the frames its commands push (commands name them by absolute offset)
+//   result.extras[i]: commands, close and failures of turn i (null: none; the whole array null when none has any)
+//
+// State bytes are msgpackr-packed (structuredClone mode); stateLen -1 means
+// "no state yet" (task) or "no state" (result).
+import type { PeerAddress } from '../options.js';
+import type { ClosedInfo, TurnFailure } from './actor.js';
+
+export const TurnKind = Object.freeze({ REQUESTS: 0, CONNECTED: 1, CLOSED: 2, FAILED: 3 } as const);
+
+export interface TurnSpec {
+  conn: number;
+  kind: number;
+  peer: PeerAddress;
+  stateLen: number;
+  /** REQUESTS: how many request frames follow the state. */
+  n: number;
+  /** CLOSED: why; FAILED: what failed. */
+  info: ClosedInfo | TurnFailure | null;
+}
+
+export interface Task {
+  count: number;
+  buf: Uint8Array;
+  infos: Array<ClosedInfo | TurnFailure | null> | null;
+}
+
+export const TASK_TURN_HEADER = 24;
+export const RESULT_TURN_HEADER = 16;
+
+/** Commands a turn leaves for the main thread, applied in order after its output is sent. */
+export const CmdOp = Object.freeze({ PUSH_TO: 0, PUSH_GROUP: 1, BROADCAST: 2, JOIN: 3, LEAVE: 4 } as const);
+export type Cmd =
+  | [op: 0, targets: number[], off: number, len: number]
+  | [op: 1, group: string, off: number, len: number, except: number]
+  | [op: 2, off: number, len: number, except: number]
+  | [op: 3, group: string]
+  | [op: 4, group: string];
+
+export interface TurnExtras {
+  cmds: Cmd[] | null;
+  /** Close the connection after its output, with this reason. */
+  close: string | null;
+  /** Requests of this turn that failed (for the server's turnFailed event). */
+  failures: TurnFailure[] | null;
+}
+
+export interface TaskResult {
+  count: number;
+  buf: Uint8Array;
+  extras: Array<TurnExtras | null> | null;
+}
+
+/** Data every worker of a server starts with. */
+export interface WorkerInit {
+  actor: string;
+  handlerTimeoutMs: number;
+  codec: {
+    maxBodyBytes: number;
+    maxAttachmentBytes: number;
+    maxDecompressedBytes: number;
+    maxDepth: number;
+    requireChecksum: boolean;
+  };
+}
+
+/** The message a worker posts once, at start, to hand the main thread its end of the comlink channel. */
+export const MAIN_PORT_KEY = 'whirlwind:mainPort';

@@ -1,0 +1,86 @@
+// Failures stay small: a handler that throws or runs past its time fails
+// its request only; a worker that dies (uncaught error, process.exit, out
+// of memory, stopped for a handler stuck in a loop) fails only the turns it
+// was running; the pool replaces it and every other connection carries on.
+import { describe, expect, it } from 'vitest';
+import { type Client, ErrorCode, ProtocolError, type TurnFailure } from '../src/index.js';
+import { client, startServer, useActorServers } from './fixtures/actor-server.js';
+
+useActorServers();
+
+async function codeOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(ProtocolError);
+    expect((e as ProtocolError).remote).toBe(true);
+    return (e as ProtocolError).code;
+  }
+  throw new Error('expected an error reply');
+}
+
+async function countTo(c: Client, n: number): Promise<void> {
+  for (let i = 1; i <= n; i++) expect((await c.request<{ n: number }>('count')).body.n).toBeGreaterThan(0);
+}
+
+describe('actor failure recovery', () => {
+  it('answers a handler past handlerTimeoutMs with TIMEOUT and discards its late result', async () => {
+    const s = await startServer({ handlerTimeoutMs: 200 });
+    const c = await client(s);
+    const late: unknown[] = [];
+    c.on('push', (p) => late.push(p));
+    const [hang, after] = await Promise.allSettled([c.request('hang'), c.request('echo', 'next')]);
+    expect((hang as PromiseRejectedResult).reason).toMatchObject({ code: ErrorCode.TIMEOUT, remote: true });
+    expect((after as PromiseFulfilledResult<{ body: unknown }>).value.body).toBe('next');
+    // The hung handler finishes at 1.5 s and pushes: nothing of it may arrive.
+    await new Promise((r) => setTimeout(r, 1700));
+    expect(late).toEqual([]);
+    expect((await c.request<{ failures: number }>('state')).body.failures).toBe(1);
+  });
+
+  it('stops a worker stuck in a synchronous loop, answers TIMEOUT, and carries on', async () => {
+    const s = await startServer({ handlerTimeoutMs: 200, minWorkers: 2, maxWorkers: 2 });
+    const a = await client(s);
+    const b = await client(s);
+    await countTo(a, 3);
+    const failed: TurnFailure[] = [];
+    s.on('turnFailed', (f: TurnFailure) => failed.push(f));
+    const loop = codeOf(a.request('loop'));
+    // b keeps being served while a's worker spins.
+    for (let i = 0; i < 5; i++) expect((await b.request('echo', i)).body).toBe(i);
+    expect(await loop).toBe(ErrorCode.TIMEOUT);
+    expect(failed).toEqual([expect.objectContaining({ action: 'loop', code: ErrorCode.TIMEOUT })]);
+    // a's state is what it was before the lost turn; the hook saw the failure.
+    const st = (await a.request<{ n: number; failures: number }>('state')).body;
+    expect(st).toEqual({ n: 3, failures: 1, connected: true });
+  });
+
+  for (const action of ['crash', 'exit'] as const) {
+    it(`fails only the dying worker's turns (${action === 'crash' ? 'uncaught error' : 'process.exit'}); the pool replaces it`, async () => {
+      const s = await startServer({ minWorkers: 2, maxWorkers: 2 });
+      const a = await client(s);
+      const b = await client(s);
+      await countTo(a, 2);
+      const slow = b.request('sleep', { ms: 300, value: 'b survived' });
+      await new Promise((r) => setTimeout(r, 50)); // b's turn is running on the other worker
+      expect(await codeOf(a.request(action))).toBe(ErrorCode.INTERNAL);
+      expect((await slow).body).toBe('b survived');
+      // a lives on with its state, on a replacement worker.
+      expect((await a.request<{ n: number }>('count')).body.n).toBe(3);
+      expect((await a.request<{ failures: number }>('state')).body.failures).toBe(1);
+      expect(s.stats().workers).toBeGreaterThanOrEqual(1);
+    });
+  }
+
+  it('recovers from a worker that runs out of memory under resourceLimits', async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 2, resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 } });
+    const a = await client(s);
+    const b = await client(s);
+    const failed: TurnFailure[] = [];
+    s.on('turnFailed', (f: TurnFailure) => failed.push(f));
+    expect(await codeOf(a.request('oom'))).toBe(ErrorCode.INTERNAL);
+    expect(failed[0]?.message).toMatch(/memory/i);
+    expect((await b.request('echo', 'fine')).body).toBe('fine');
+    expect((await a.request<{ n: number }>('count')).body.n).toBe(1);
+  });
+});

@@ -1,0 +1,47 @@
+// Dead and idle connections: heartbeats find a peer that stopped answering
+// (GOAWAY TIMEOUT, then close) while a live client stays; an idle connection
+// is told why (GOAWAY) before the engine closes it.
+import { once } from 'node:events';
+import { connect as netConnect } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { type CloseInfo, ErrorCode, FrameReader, Kind, MessageDecoder } from '../src/index.js';
+import { client, startServer, useActorServers } from './fixtures/actor-server.js';
+import { waitFor } from './fixtures/wait.js';
+
+useActorServers();
+
+/** A socket that reads and records messages but never answers anything. */
+async function mute(port: number) {
+  const sock = netConnect({ port, host: '127.0.0.1' });
+  await once(sock, 'connect');
+  const dec = new MessageDecoder();
+  const got: ReturnType<MessageDecoder['decode']>[] = [];
+  const reader = new FrameReader((f) => got.push(dec.decode(f)));
+  sock.on('data', (d) => reader.push(d));
+  const closed = once(sock, 'close');
+  return { sock, got, closed };
+}
+
+describe('actor heartbeats and idle close', () => {
+  it('pings a silent connection, closes it with GOAWAY TIMEOUT when it does not answer, keeps one that does', async () => {
+    const s = await startServer({ heartbeatIntervalMs: 40, heartbeatTimeoutMs: 120 });
+    const live = await client(s);
+    const m = await mute(s.port);
+    await m.closed;
+    expect(m.got.some((x) => x.kind === Kind.PING)).toBe(true);
+    expect(m.got.at(-1)).toMatchObject({ kind: Kind.GOAWAY, code: ErrorCode.TIMEOUT });
+    expect(live.state).toBe('open'); // its client answered every PING
+    expect((await live.request('echo', 'alive')).body).toBe('alive');
+  });
+
+  it('tells an idle connection why (GOAWAY) before the engine closes it', async () => {
+    const s = await startServer({ idleTimeoutMs: 150 });
+    const reasons: string[] = [];
+    s.on('close', (_conn: number, info: CloseInfo) => reasons.push(info.reason));
+    const m = await mute(s.port);
+    await m.closed;
+    expect(m.got).toEqual([expect.objectContaining({ kind: Kind.GOAWAY, code: ErrorCode.TIMEOUT })]);
+    await waitFor(() => reasons.length === 1, 'close event');
+    expect(reasons).toEqual(['idle']);
+  });
+});

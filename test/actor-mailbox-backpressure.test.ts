@@ -1,0 +1,34 @@
+// A connection with more queued requests than mailboxLimit stops being read
+// (TCP pushes back on that peer); it is read again when its mailbox drains.
+// Nothing is dropped: every request is answered, in order.
+import { describe, expect, it } from 'vitest';
+import { client, startServer, useActorServers } from './fixtures/actor-server.js';
+
+useActorServers();
+
+describe('actor mailbox limit', () => {
+  it('pauses reading at the limit, resumes when drained, and loses nothing', async () => {
+    const s = await startServer({ mailboxLimit: 4, maxTurnsPerConnection: 2 });
+    const raw = s.raw;
+    const calls: string[] = [];
+    const pause = raw.pauseReading.bind(raw);
+    const resume = raw.resumeReading.bind(raw);
+    raw.pauseReading = (conn: number) => (calls.push('pause'), pause(conn));
+    raw.resumeReading = (conn: number) => (calls.push('resume'), resume(conn));
+    const c = await client(s);
+    const other = await client(s);
+    let maxPaused = 0;
+    const watch = setInterval(() => (maxPaused = Math.max(maxPaused, s.stats().pausedConnections)), 1);
+    const N = 200;
+    const replies = Promise.all(Array.from({ length: N }, (_, i) => c.request('sleep', { ms: 2, value: i })));
+    // Another connection is not held up by c's full mailbox.
+    expect((await other.request('echo', 'free')).body).toBe('free');
+    const got = (await replies).map((r) => r.body);
+    clearInterval(watch);
+    expect(got).toEqual(Array.from({ length: N }, (_, i) => i));
+    expect(calls.filter((x) => x === 'pause').length).toBeGreaterThan(0);
+    expect(calls.filter((x) => x === 'resume').length).toBe(calls.filter((x) => x === 'pause').length);
+    expect(maxPaused).toBe(1);
+    expect(s.stats().pausedConnections).toBe(0);
+  });
+});

@@ -1,0 +1,147 @@
+// Socket actors, the basics: replies by return value and explicitly, error
+// replies, bad input answered by the protocol's rules, PING, and the
+// main-thread queries and commands a handler reaches through comlink.
+import { once } from 'node:events';
+import { connect as netConnect } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { ErrorCode, FrameReader, MessageDecoder, MessageEncoder, Messages, ProtocolError, type GoAway } from '../src/index.js';
+import { client, startServer, useActorServers } from './fixtures/actor-server.js';
+import { waitFor } from './fixtures/wait.js';
+
+useActorServers();
+
+async function rejection(p: Promise<unknown>): Promise<ProtocolError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as ProtocolError;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('actor request and reply', () => {
+  it('replies with the return value, explicitly (with an attachment), and in request order', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    expect((await c.request('echo', { a: [1, 'x'] })).body).toEqual({ a: [1, 'x'] });
+    const r = await c.request('attachment', null, { attachment: Buffer.from('abc') });
+    expect(r.body).toEqual({ size: 3 });
+    expect(r.attachment.toString()).toBe('abc');
+    const replies = await Promise.all(Array.from({ length: 300 }, (_, i) => c.request('echo', i)));
+    expect(replies.map((x) => x.body)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+  });
+
+  it('gives the handler its connection id and peer', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    const { body } = await c.request<{ conn: number; peer: { address: string; port: number; family: number } }>('whoami');
+    expect(s.isConnected(body.conn)).toBe(true);
+    expect(body.peer).toEqual(s.peer(body.conn));
+    expect(body.peer.address).toBe('127.0.0.1');
+  });
+
+  it('answers a throwing handler with HANDLER_ERROR, a ReplyError with its code, and keeps the connection', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    const failed: unknown[] = [];
+    s.on('turnFailed', (f) => failed.push(f));
+    const e1 = await rejection(c.request('throw', { message: 'nope' }));
+    expect(e1.code).toBe(ErrorCode.HANDLER_ERROR);
+    expect(e1.message).toBe('nope');
+    expect(e1.remote).toBe(true);
+    const e2 = await rejection(c.request('replyError', { code: 10001, message: 'mine', data: { x: 1 } }));
+    expect([e2.code, e2.message, e2.data]).toEqual([10001, 'mine', { x: 1 }]);
+    const e3 = await rejection(c.request('explicitError'));
+    expect([e3.code, e3.message, e3.data]).toEqual([10002, 'explicit', { why: 'because' }]);
+    const e4 = await rejection(c.request('no-such-action'));
+    expect(e4.code).toBe(ErrorCode.UNKNOWN_ACTION);
+    // The state survived the throw (its increment counts), and onTurnFailed ran for
+    // the throw only: a ReplyError or ctx.error() is an answer, not a failure.
+    const st = (await c.request<{ n: number; failures: number; connected: boolean }>('state')).body;
+    expect(st).toEqual({ n: 1, failures: 1, connected: true });
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ action: 'throw', code: ErrorCode.HANDLER_ERROR, message: 'nope' });
+  });
+
+  it('answers PING with PONG, a bad checksum with BAD_CHECKSUM in its place, a bad body with BAD_MESSAGE, and a bad magic with GOAWAY and close', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    expect(await c.ping()).toBeGreaterThanOrEqual(0);
+
+    const enc = new MessageEncoder();
+    const dec = new MessageDecoder();
+    const sock = netConnect({ port: s.port, host: '127.0.0.1' });
+    await once(sock, 'connect');
+    const got: ReturnType<MessageDecoder['decode']>[] = [];
+    const reader = new FrameReader((f) => got.push(dec.decode(f)));
+    sock.on('data', (d) => reader.push(d));
+    const good = (id: number) => enc.encodePrefixed(Messages.request(id, 'echo', id));
+    const badCrc = enc.encodePrefixed(Messages.request(2, 'echo', 2, { checksum: true }));
+    badCrc[badCrc.length - 1]! ^= 0xff;
+    const badBody = enc.encodePrefixed(Messages.request(3, 'echo', 3));
+    badBody[badBody.length - 1] = 0xc1; // never-used msgpack byte
+    sock.write(Buffer.concat([good(1), badCrc, badBody, good(4)]));
+    await waitFor(() => got.length === 4, 'four answers');
+    expect(got.map((m) => [m.id, m.kind, m.code])).toEqual([
+      [1, 2, 0],
+      [2, 3, ErrorCode.BAD_CHECKSUM],
+      [3, 3, ErrorCode.BAD_MESSAGE],
+      [4, 2, 0],
+    ]);
+    const closed = once(sock, 'close');
+    const notOurs = Buffer.from(good(5));
+    notOurs[4] = 0x42;
+    sock.write(notOurs);
+    await closed;
+    expect(got.at(-1)).toMatchObject({ kind: 7, code: ErrorCode.BAD_MAGIC });
+    // Everyone else carries on.
+    expect((await c.request('echo', 'still here')).body).toBe('still here');
+  });
+
+  it('answers comlink queries from handlers: online count, is X connected, group members, close X with a reason', async () => {
+    const s = await startServer();
+    const a = await client(s);
+    const b = await client(s);
+    const bId = (await b.request<{ conn: number }>('whoami')).body.conn;
+    expect((await a.request('online')).body).toBe(2);
+    expect((await a.request('isConnected', { conn: bId })).body).toBe(true);
+    await b.request('join', { group: 'g' });
+    expect((await a.request('members', { group: 'g' })).body).toEqual([bId]);
+    const goaway = once(b, 'goaway') as Promise<[GoAway]>;
+    expect((await a.request('kick', { conn: bId, reason: 'be gone' })).body).toBe(true);
+    const [g] = await goaway;
+    expect(g).toMatchObject({ code: ErrorCode.NONE, message: 'be gone' });
+    await waitFor(() => s.onlineCount === 1, 'b closed');
+    expect((await a.request('isConnected', { conn: bId })).body).toBe(false);
+    expect((await a.request('online')).body).toBe(1);
+  });
+
+  it('closes a connection after the reply when a handler asks (ctx.close), with GOAWAY first', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    const goaway = once(c, 'goaway') as Promise<[GoAway]>;
+    expect((await c.request('closeMe', { reason: 'done' })).body).toBe('bye');
+    expect((await goaway)[0]).toMatchObject({ code: ErrorCode.NONE, message: 'done' });
+  });
+
+  it('pushes from the main thread to one connection, a list, a group and everyone', async () => {
+    const s = await startServer();
+    const a = await client(s);
+    const b = await client(s);
+    const ids = await Promise.all([a, b].map(async (c) => (await c.request<{ conn: number }>('whoami')).body.conn));
+    const seen: Array<[string, string, unknown]> = [];
+    a.on('push', (p) => seen.push(['a', p.topic, p.body]));
+    b.on('push', (p) => seen.push(['b', p.topic, p.body]));
+    expect(s.join(ids[1]!, 'room')).toBe(true);
+    expect(s.push(ids[0]!, 'one', 1)).toBe(1);
+    expect(s.push(ids, 'list', 2)).toBe(2);
+    expect(s.pushToGroup('room', 'group', 3)).toBe(1);
+    expect(s.broadcast('all', 4)).toBe(2);
+    await waitFor(() => seen.length === 6, 'six pushes');
+    expect(seen.filter((x) => x[0] === 'a')).toEqual([['a', 'one', 1], ['a', 'list', 2], ['a', 'all', 4]]);
+    expect(seen.filter((x) => x[0] === 'b')).toEqual([['b', 'list', 2], ['b', 'group', 3], ['b', 'all', 4]]);
+    expect(s.closeConnection(ids[0]!, 'main says bye')).toBe(true);
+    await waitFor(() => a.state === 'closed', 'a closed');
+    expect(a.goAway).toMatchObject({ message: 'main says bye' });
+  });
+});

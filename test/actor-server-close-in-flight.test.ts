@@ -1,0 +1,47 @@
+// server.close() with turns in flight: every request the server accepted
+// gets its reply or an error reply, then GOAWAY SHUTTING_DOWN, then the close.
+import { describe, expect, it } from 'vitest';
+import { ErrorCode, ProtocolError, type Reply } from '../src/index.js';
+import { client, startServer, useActorServers } from './fixtures/actor-server.js';
+import { waitFor } from './fixtures/wait.js';
+
+useActorServers();
+
+type Outcome = { ok: true; value: unknown } | { ok: false; code: number; remote: boolean };
+const outcome = (p: Promise<Reply>): Promise<Outcome> =>
+  p.then(
+    (r) => ({ ok: true as const, value: r.body }),
+    (e: ProtocolError) => ({ ok: false as const, code: e.code, remote: e.remote }),
+  );
+
+describe('actor server close', () => {
+  it('finishes the turns in flight and queued before closing', async () => {
+    const s = await startServer({ minWorkers: 2, maxWorkers: 2 });
+    const clients = await Promise.all([0, 1, 2].map(() => client(s)));
+    const N = 20;
+    const all = clients.flatMap((c) => Array.from({ length: N }, (_, i) => outcome(c.request('sleep', { ms: 5 + (i % 3) * 10, value: i }))));
+    // Every request has reached the server (3 whoami-free connections: 3 x N frames).
+    await waitFor(() => s.stats().engine.framesIn >= 3 * N, 'all requests received');
+    const closed = s.close({ deadlineMs: 10_000 });
+    const results = await Promise.all(all);
+    await closed;
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    for (const c of clients) {
+      await waitFor(() => c.state === 'closed', 'client closed');
+      expect(c.goAway).toMatchObject({ code: ErrorCode.SHUTTING_DOWN });
+    }
+  });
+
+  it('answers what is left at the deadline with SHUTTING_DOWN instead of dropping it', async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 1 });
+    const c = await client(s);
+    const all = Array.from({ length: 10 }, (_, i) => outcome(c.request('sleep', { ms: 1000, value: i })));
+    await waitFor(() => s.stats().engine.framesIn >= 10, 'all requests received');
+    await s.close({ deadlineMs: 200 });
+    const results = await Promise.all(all);
+    // Each was answered by the server (remote): replies for what finished, SHUTTING_DOWN for the rest.
+    for (const r of results) if (!r.ok) expect(r).toEqual({ ok: false, code: ErrorCode.SHUTTING_DOWN, remote: true });
+    expect(results.filter((r) => !r.ok).length).toBeGreaterThan(0);
+    await waitFor(() => c.state === 'closed', 'client closed');
+  });
+});

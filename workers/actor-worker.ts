@@ -1,0 +1,406 @@
+// actor-worker.ts - the piscina worker that runs socket-actor turns.
+//
+// One task is a batch: many connections' turns, and for one connection
+// several queued requests that run in order (src/actor/wire.ts draws the
+// buffers).  Turns of different connections run concurrently (their sync
+// parts one after the other, their awaits interleaved); requests of one
+// connection strictly one after the other, each seeing the state the
+// previous one left.  Everything a turn sends is encoded here, so the main
+// thread only copies bytes.
+//
+// At start the worker hands the main thread one end of a MessageChannel
+// (through piscina's parentPort 'message' event); the other end carries
+// comlink calls from handlers (ctx.main.onlineCount() ...).
+import { MessageChannel, parentPort } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import * as Comlink from 'comlink';
+import { Packr } from 'msgpackr';
+import { workerData } from 'piscina';
+import {
+  type ClosedInfo,
+  type MainThreadApi,
+  type PushOptions,
+  ReplyError,
+  type SocketActor,
+  type TurnContext,
+  type TurnFailure,
+  actorClassOf,
+} from '../src/actor/actor.js';
+import {
+  type Cmd,
+  CmdOp,
+  MAIN_PORT_KEY,
+  RESULT_TURN_HEADER,
+  TASK_TURN_HEADER,
+  type Task,
+  type TaskResult,
+  TurnKind,
+  type TurnExtras,
+  type TurnSpec,
+  type WorkerInit,
+} from '../src/actor/wire.js';
+import type { PeerAddress } from '../src/options.js';
+import { MessageDecoder } from '../src/protocol/decoder.js';
+import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from '../src/protocol/encoder.js';
+import { ErrorCode, ProtocolError } from '../src/protocol/errors.js';
+import { Flag } from '../src/protocol/layout.js';
+import { answerDecodeError } from '../src/protocol/server.js';
+
+const init = workerData as WorkerInit;
+const decoder = new MessageDecoder({ ...init.codec, copyBuffers: false }); // task buffers are never reused
+const encoder = new MessageEncoder();
+// State is private to the server (never on the wire), so msgpackr's own types are fine:
+// structuredClone mode keeps Maps, Sets, Dates, typed arrays and cycles; records
+// are self-describing in each packed state, so any worker can unpack any state.
+const packr = new Packr({ structuredClone: true });
+const EMPTY = Buffer.alloc(0);
+const TIMED_OUT = Symbol('timed out');
+
+const channel = new MessageChannel();
+parentPort?.postMessage({ [MAIN_PORT_KEY]: channel.port2 }, [channel.port2]);
+channel.port1.unref();
+const main = Comlink.wrap<MainThreadApi>(channel.port1 as unknown as Comlink.Endpoint) as unknown as MainThreadApi;
+
+let actorClass: Promise<typeof SocketActor> | undefined;
+function loadActor(): Promise<typeof SocketActor> {
+  actorClass ??= import(init.actor).then((m: Record<string, unknown>) => actorClassOf(m, init.actor));
+  return actorClass;
+}
+
+/** A command whose push frame is still a Buffer; offsets are assigned when the result is assembled. */
+type PendingCmd =
+  | { op: 0; targets: number[]; frame: Buffer }
+  | { op: 1; group: string; frame: Buffer; except: number }
+  | { op: 2; frame: Buffer; except: number }
+  | { op: 3 | 4; group: string };
+
+interface TurnOut {
+  spec: TurnSpec;
+  state: Uint8Array | null;
+  out: Buffer[];
+  cmds: PendingCmd[];
+  close: string | null;
+  failures: TurnFailure[] | null;
+}
+
+/** The context of one request (or hook); inert once its turn is over or timed out. */
+class Ctx implements TurnContext {
+  readonly main = main;
+  replied = false;
+  live = true;
+  /** Frames for this connection, sent after the reply, in order. */
+  selfPushes: Buffer[] = [];
+  reply$: Buffer | null = null;
+  constructor(
+    readonly turn: TurnOut,
+    readonly conn: number,
+    readonly peer: PeerAddress,
+    readonly action: string,
+    readonly requestId: number,
+    readonly attachment: Buffer,
+    readonly checksum: boolean,
+  ) {}
+
+  reply(body?: unknown, options: SendOptions = {}): void {
+    if (!this.live) return;
+    if (this.requestId === 0) throw new Error('a hook has no request to reply to');
+    if (this.replied) throw new Error(`request ${this.requestId} was already answered`);
+    this.replied = true;
+    this.reply$ = encoder.encodePrefixed(Messages.reply(this.requestId, body, { checksum: this.checksum, ...options }));
+  }
+
+  error(code: number, message: string, data?: unknown): void {
+    if (!this.live) return;
+    if (this.requestId === 0) throw new Error('a hook has no request to answer');
+    if (this.replied) throw new Error(`request ${this.requestId} was already answered`);
+    this.replied = true;
+    this.reply$ = encoder.encodePrefixed(Messages.error(this.requestId, code, message, data, { checksum: this.checksum }));
+  }
+
+  push(topic: string, body?: unknown, options?: SendOptions): void {
+    if (!this.live) return;
+    this.selfPushes.push(encoder.encodePrefixed(Messages.push(topic, body, options)));
+  }
+
+  pushTo(conns: number | readonly number[], topic: string, body?: unknown, options?: SendOptions): void {
+    if (!this.live) return;
+    const list = typeof conns === 'number' ? [conns] : [...conns];
+    const frame = encoder.encodePrefixed(Messages.push(topic, body, options));
+    const others = list.filter((c) => c !== this.conn);
+    if (others.length !== list.length) this.selfPushes.push(frame);
+    if (others.length > 0) this.turn.cmds.push({ op: CmdOp.PUSH_TO, targets: others, frame });
+  }
+
+  pushToGroup(group: string, topic: string, body?: unknown, options: PushOptions = {}): void {
+    if (!this.live) return;
+    const { exceptSelf, ...send } = options;
+    this.turn.cmds.push({ op: CmdOp.PUSH_GROUP, group: String(group), frame: encoder.encodePrefixed(Messages.push(topic, body, send)), except: exceptSelf ? this.conn : -1 });
+  }
+
+  broadcast(topic: string, body?: unknown, options: PushOptions = {}): void {
+    if (!this.live) return;
+    const { exceptSelf, ...send } = options;
+    this.turn.cmds.push({ op: CmdOp.BROADCAST, frame: encoder.encodePrefixed(Messages.push(topic, body, send)), except: exceptSelf ? this.conn : -1 });
+  }
+
+  join(group: string): void {
+    if (this.live) this.turn.cmds.push({ op: CmdOp.JOIN, group: String(group) });
+  }
+
+  leave(group: string): void {
+    if (this.live) this.turn.cmds.push({ op: CmdOp.LEAVE, group: String(group) });
+  }
+
+  close(reason = ''): void {
+    if (this.live) this.turn.close = String(reason);
+  }
+}
+
+function withTimeout(p: PromiseLike<unknown>, ms: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => resolve(TIMED_OUT), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** Calls `fn`; awaits a returned thenable within the handler timeout.  Returns TIMED_OUT when it ran too long. */
+async function call(fn: () => unknown): Promise<unknown> {
+  const limit = init.handlerTimeoutMs;
+  const t0 = limit > 0 ? performance.now() : 0;
+  const r = fn();
+  if (r !== null && typeof r === 'object' && typeof (r as PromiseLike<unknown>).then === 'function') {
+    return limit > 0 ? withTimeout(r as PromiseLike<unknown>, Math.max(1, limit - (performance.now() - t0))) : await r;
+  }
+  // A synchronous handler cannot be interrupted; past its time its result is discarded all the same.
+  if (limit > 0 && performance.now() - t0 > limit) return TIMED_OUT;
+  return r;
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+async function runTurn(Actor: typeof SocketActor, spec: TurnSpec, buf: Uint8Array, at: number): Promise<TurnOut> {
+  const turn: TurnOut = { spec, state: null, out: [], cmds: [], close: null, failures: null };
+  const actor = new Actor() as SocketActor<unknown>;
+  actor.conn = spec.conn;
+  let pos = at;
+  if (spec.stateLen >= 0) {
+    actor.state = packr.unpack(buf.subarray(pos, pos + spec.stateLen));
+    pos += spec.stateLen;
+  } else {
+    actor.state = actor.initialState();
+  }
+  const hook = async (name: 'onConnected' | 'onClosed' | 'onTurnFailed', arg: unknown): Promise<void> => {
+    const fn = actor[name] as ((...a: unknown[]) => unknown) | undefined;
+    if (typeof fn !== 'function') return;
+    const ctx = new Ctx(turn, spec.conn, spec.peer, '', 0, EMPTY, init.codec.requireChecksum);
+    try {
+      const r = await call(() => (name === 'onConnected' ? fn.call(actor, ctx) : fn.call(actor, arg, ctx)));
+      if (r === TIMED_OUT) fail(turn, 0, '', ErrorCode.TIMEOUT, `${name} ran longer than handlerTimeoutMs (${init.handlerTimeoutMs} ms)`);
+    } catch (e) {
+      fail(turn, 0, '', ErrorCode.HANDLER_ERROR, `${name} threw: ${messageOf(e)}`);
+    } finally {
+      ctx.live = false;
+    }
+    turn.out.push(...ctx.selfPushes);
+  };
+
+  switch (spec.kind) {
+    case TurnKind.CONNECTED:
+      await hook('onConnected', null);
+      break;
+    case TurnKind.CLOSED:
+      await hook('onClosed', spec.info as ClosedInfo);
+      return turn; // the actor is gone: no state back
+    case TurnKind.FAILED:
+      await hook('onTurnFailed', spec.info as TurnFailure);
+      break;
+    default: {
+      const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+      for (let i = 0; i < spec.n; i++) {
+        const len = view.readUInt32LE(pos);
+        const frame = view.subarray(pos + 4, pos + 4 + len);
+        pos += 4 + len;
+        const failure = await runRequest(actor, turn, spec, frame);
+        if (failure) await hook('onTurnFailed', failure);
+      }
+    }
+  }
+  if (actor.state !== undefined) turn.state = Buffer.from(packr.pack(actor.state)); // pack() reuses its buffer: copy
+  return turn;
+}
+
+/** Runs one request; its answer and pushes go to turn.out.  Returns the failure, if it failed. */
+async function runRequest(actor: SocketActor<unknown>, turn: TurnOut, spec: TurnSpec, frame: Buffer): Promise<TurnFailure | null> {
+  let msg;
+  try {
+    msg = decoder.decode(frame);
+  } catch (e) {
+    const { answer } = answerDecodeError(e, init.codec.requireChecksum);
+    if (answer) turn.out.push(encoder.encodePrefixed(answer));
+    return null; // bad input is the client's failure, not the actor's
+  }
+  const id = msg.id;
+  const checksum = init.codec.requireChecksum || (msg.flags & Flag.CHECKSUM) !== 0;
+  const Actor = actor.constructor as typeof SocketActor;
+  const handler = Object.hasOwn(Actor.handlers, msg.action) ? Actor.handlers[msg.action] : undefined;
+  if (handler === undefined) {
+    turn.out.push(encoder.encodePrefixed(Messages.error(id, ErrorCode.UNKNOWN_ACTION, `no handler for action "${msg.action}"`, undefined, { checksum })));
+    return null;
+  }
+  const ctx = new Ctx(turn, spec.conn, spec.peer, msg.action, id, msg.attachment, checksum);
+  let failure: TurnFailure | null = null;
+  try {
+    const r = await call(() => handler.call(actor, msg.body, ctx));
+    if (r === TIMED_OUT) {
+      ctx.live = false;
+      ctx.selfPushes = [];
+      failure = fail(turn, id, msg.action, ErrorCode.TIMEOUT, `handler "${msg.action}" ran longer than handlerTimeoutMs (${init.handlerTimeoutMs} ms)`);
+    } else if (!ctx.replied) {
+      ctx.reply$ = encoder.encodePrefixed(Messages.reply(id, r, { checksum }));
+    }
+  } catch (e) {
+    ctx.live = false;
+    const code = e instanceof ReplyError || e instanceof ProtocolError ? e.code : ErrorCode.HANDLER_ERROR;
+    const data = e instanceof ReplyError ? e.data : undefined;
+    if (ctx.replied) {
+      // It answered, then threw: the answer stands, the failure is reported.
+      failure = { conn: spec.conn, requestId: id, action: msg.action, code, message: messageOf(e) };
+      (turn.failures ??= []).push(failure);
+    } else {
+      // A ReplyError is an answer the handler chose, not a failure.
+      if (!(e instanceof ReplyError)) failure = fail(turn, id, msg.action, code, messageOf(e));
+      try {
+        ctx.reply$ = encoder.encodePrefixed(Messages.error(id, code, messageOf(e), data, { checksum }));
+      } catch {
+        ctx.reply$ = encoder.encodePrefixed(Messages.error(id, code, messageOf(e), undefined, { checksum }));
+      }
+    }
+  }
+  ctx.live = false;
+  if (ctx.reply$ === null) ctx.reply$ = encoder.encodePrefixed(Messages.error(id, failure?.code ?? ErrorCode.INTERNAL, failure?.message ?? 'no answer', undefined, { checksum }));
+  turn.out.push(ctx.reply$, ...ctx.selfPushes);
+  return failure;
+}
+
+function fail(turn: TurnOut, requestId: number, action: string, code: number, message: string): TurnFailure {
+  const f: TurnFailure = { conn: turn.spec.conn, requestId, action, code, message };
+  (turn.failures ??= []).push(f);
+  return f;
+}
+
+/** Lays every turn's bytes into one buffer (see wire.ts). */
+function assemble(outs: TurnOut[]): TaskResult {
+  let total = 0;
+  for (const t of outs) {
+    total += RESULT_TURN_HEADER;
+    if (t.state) total += t.state.length;
+    for (const f of t.out) total += f.length;
+    for (const c of t.cmds) if ('frame' in c) total += c.frame.length;
+  }
+  const buf = Buffer.from(new ArrayBuffer(total));
+  let pos = 0;
+  let extras: Array<TurnExtras | null> | null = null;
+  for (let i = 0; i < outs.length; i++) {
+    const t = outs[i]!;
+    const header = pos;
+    pos += RESULT_TURN_HEADER;
+    let stateLen = -1;
+    if (t.state) {
+      buf.set(t.state, pos);
+      pos += t.state.length;
+      stateLen = t.state.length;
+    }
+    const start = pos;
+    for (const f of t.out) {
+      buf.set(f, pos);
+      pos += f.length;
+    }
+    buf.writeDoubleLE(t.spec.conn, header);
+    buf.writeInt32LE(stateLen, header + 8);
+    buf.writeUInt32LE(pos - start, header + 12);
+    let cmds: Cmd[] | null = null;
+    if (t.cmds.length > 0) {
+      cmds = [];
+      for (const c of t.cmds) {
+        let off = 0;
+        if ('frame' in c) {
+          off = pos;
+          buf.set(c.frame, pos);
+          pos += c.frame.length;
+        }
+        switch (c.op) {
+          case CmdOp.PUSH_TO: cmds.push([CmdOp.PUSH_TO, c.targets, off, c.frame.length]); break;
+          case CmdOp.PUSH_GROUP: cmds.push([CmdOp.PUSH_GROUP, c.group, off, c.frame.length, c.except]); break;
+          case CmdOp.BROADCAST: cmds.push([CmdOp.BROADCAST, off, c.frame.length, c.except]); break;
+          default: cmds.push([c.op, c.group]);
+        }
+      }
+    }
+    if (cmds !== null || t.close !== null || t.failures !== null) {
+      extras ??= new Array<TurnExtras | null>(outs.length).fill(null);
+      extras[i] = { cmds, close: t.close, failures: t.failures };
+    }
+  }
+  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras };
+}
+
+/**
+ * A turn that could not run at all (its state did not unpack, initialState
+ * threw): every request gets ERROR INTERNAL, the state stays as it was.
+ */
+function brokenTurn(spec: TurnSpec, buf: Uint8Array, at: number, e: unknown): TurnOut {
+  const turn: TurnOut = { spec, state: null, out: [], cmds: [], close: null, failures: null };
+  const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  let pos = at + Math.max(0, spec.stateLen);
+  if (spec.stateLen >= 0) turn.state = Buffer.from(view.subarray(at, pos));
+  const message = `the actor could not run: ${messageOf(e)}`;
+  for (let i = 0; i < spec.n; i++) {
+    const len = view.readUInt32LE(pos);
+    const id = len >= 8 ? view.readUInt32LE(pos + 8) : 0;
+    pos += 4 + len;
+    turn.out.push(encoder.encodePrefixed(Messages.error(id, ErrorCode.INTERNAL, message, undefined, { checksum: init.codec.requireChecksum })));
+    fail(turn, id, '', ErrorCode.INTERNAL, message);
+  }
+  if (spec.n === 0) fail(turn, 0, '', ErrorCode.INTERNAL, message);
+  return turn;
+}
+
+/** The piscina task: run a batch of turns. */
+export default async function runTask(task: Task): Promise<TaskResult> {
+  const Actor = await loadActor();
+  const view = Buffer.from(task.buf.buffer, task.buf.byteOffset, task.buf.byteLength);
+  let pos = 0;
+  const running: Promise<TurnOut>[] = [];
+  for (let i = 0; i < task.count; i++) {
+    const alen = view[pos + 9]!;
+    const spec: TurnSpec = {
+      conn: view.readDoubleLE(pos),
+      kind: view[pos + 8]!,
+      peer: {
+        address: view.toString('latin1', pos + TASK_TURN_HEADER, pos + TASK_TURN_HEADER + alen),
+        port: view.readUInt16LE(pos + 10),
+        family: view[pos + 12] === 6 ? 6 : 4,
+      },
+      stateLen: view.readInt32LE(pos + 16),
+      n: view.readUInt32LE(pos + 20),
+      info: task.infos?.[i] ?? null,
+    };
+    pos += TASK_TURN_HEADER + alen;
+    const at = pos;
+    running.push(runTurn(Actor, spec, task.buf, at).catch((e: unknown) => brokenTurn(spec, task.buf, at, e)));
+    if (spec.stateLen > 0) pos += spec.stateLen;
+    for (let k = 0; k < spec.n; k++) pos += 4 + view.readUInt32LE(pos);
+  }
+  return assemble(await Promise.all(running));
+}
