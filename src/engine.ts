@@ -7,6 +7,9 @@
 // publishes the new head - one native-to-JS call for the whole batch.
 // Sends go the other way in one buffer of entries per batch (SendBatch),
 // handed to native once per drain, or once per microtask outside a drain.
+// A module binding: the global `Buffer` is an accessor on globalThis, looked
+// up on every frame otherwise.
+import { Buffer } from 'node:buffer';
 import { constants as osConstants } from 'node:os';
 import { chooseBackend } from './backends.js';
 import { checkLayout, LAYOUT, tokenGen, tokenSlot, tokenThread } from './layout.js';
@@ -279,9 +282,12 @@ export class RawServer {
 
   /** True while the connection is open and takes sends. */
   isOpen(conn: number): boolean {
-    const t = tokenThread(conn);
-    const live = this.#live[t];
-    return live !== undefined && Number.isInteger(conn) && conn >= 0 && live[tokenSlot(conn)] === tokenGen(conn) && tokenGen(conn) !== 0;
+    // Safe integers only: the token parts are decoded with 32-bit ops that
+    // would alias a number above 2^53 onto a live connection.
+    if (!Number.isSafeInteger(conn) || conn < 0) return false;
+    const live = this.#live[tokenThread(conn)];
+    const gen = tokenGen(conn);
+    return live !== undefined && gen !== 0 && live[tokenSlot(conn)] === gen;
   }
 
   /**

@@ -95,17 +95,24 @@ export function checkLayout(native: NativeLayout): void {
   }
 }
 
-const SLOT_SPAN = 2 ** LAYOUT.slotBits;
-const THREAD_SPAN = 2 ** LAYOUT.threadBits;
+const SLOT_MASK = 2 ** LAYOUT.slotBits - 1;
+const THREAD_MASK = 2 ** LAYOUT.threadBits - 1;
 const GEN_SHIFT = 2 ** (LAYOUT.slotBits + LAYOUT.threadBits);
+
+// Tokens are doubles holding integers below 2^53 (gen | thread | slot, see
+// layout.h).  `>>> 0` takes the low 32 bits exactly (ToUint32 is modulo
+// 2^32), which hold slot and thread; the generation is the exact quotient by
+// 2^(slot+thread bits), below 2^32.  Integer ops instead of % and
+// Math.floor on doubles: these run on every send.  Callers check that a
+// token is a non-negative integer before trusting the parts.
 
 /** Decode a connection token (see layout.h for the bit layout). */
 export function tokenSlot(token: number): number {
-  return token % SLOT_SPAN;
+  return (token >>> 0) & SLOT_MASK;
 }
 export function tokenThread(token: number): number {
-  return Math.floor(token / SLOT_SPAN) % THREAD_SPAN;
+  return ((token >>> 0) >>> LAYOUT.slotBits) & THREAD_MASK;
 }
 export function tokenGen(token: number): number {
-  return Math.floor(token / GEN_SHIFT);
+  return (token / GEN_SHIFT) >>> 0;
 }

@@ -342,6 +342,13 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       expect(rec.server.send(ta, Buffer.from('stale'))).toBe(false);
       expect(rec.server.closeConnection(ta)).toBe(false);
       expect(rec.server.pendingBytes(ta)).toBe(-1);
+      // Numbers that are not tokens never reach a connection, including
+      // ones whose low bits and quotient match tb's (tb + 2^58 aliases tb
+      // under 32-bit decoding, if it is representable at all).
+      for (const bogus of [-tb, tb + 0.5, tb + 2 ** 58, tb * 2 ** 32, Number.NaN, Infinity, 2 ** 53]) {
+        expect(rec.server.isOpen(bogus), String(bogus)).toBe(false);
+        expect(rec.server.send(bogus, Buffer.from('bogus'))).toBe(false);
+      }
       expect(rec.server.send(tb, Buffer.from('fresh'))).toBe(true);
       expect(rec.server.stats().connections.closed.error + rec.server.stats().connections.closed.peer).toBe(1);
       const got = await b.waitFrames(1);
