@@ -29,6 +29,10 @@ const DEFAULTS = Object.freeze({
   maxOtherCpu: 25, // a run during which other processes used more (% of one core) is re-run
   retries: 2, // re-runs of a disturbed run before keeping it anyway
   quietWait: 10, // seconds to wait, before each run, for other processes to calm down
+  // Seconds that quiet-waiting and re-runs may add to the whole run; once
+  // spent, runs go ahead at once and disturbed runs are kept (and listed).
+  // Keeps a run on a busy machine bounded.
+  disturbanceBudget: 90,
   warmup: 0.5,
   repeat: 3, // runs per (server, shape); the tables show medians
   loadgenThreads: 1, // the server needs the other core
@@ -37,7 +41,7 @@ const DEFAULTS = Object.freeze({
   basePort: 17_300,
 });
 const QUICK = Object.freeze({
-  duration: 0.5, warmup: 0.2, repeat: 1, quietWait: 1, retries: 0,
+  duration: 0.5, warmup: 0.2, repeat: 1, quietWait: 1, retries: 0, disturbanceBudget: 10,
   shapes: ['1x1', '100x1', '100x16', '100x1-work100'],
 });
 // whirlwind's Linux backends; each gets its own row, and one the addon's
@@ -59,6 +63,7 @@ const { values: args } = parseArgs({
     host: { type: 'string' },
     'base-port': { type: 'string' },
     'quiet-wait': { type: 'string' },
+    'disturbance-budget': { type: 'string' },
     out: { type: 'string' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -84,6 +89,8 @@ function printHelp() {
   --base-port <p>         first port; each server start takes the next (default ${DEFAULTS.basePort})
   --quiet-wait <s>        before each run, wait up to s seconds while other processes use over
                           ${DEFAULTS.maxOtherCpu}% of a core (default ${DEFAULTS.quietWait}, ${QUICK.quietWait} with --quick; 0 = never)
+  --disturbance-budget <s> seconds that quiet-waiting and re-running disturbed runs may add in all
+                          (default ${DEFAULTS.disturbanceBudget}, ${QUICK.disturbanceBudget} with --quick); then disturbed runs are kept
   --out <file>            results file (default bench/RESULTS.md)
   --json <file>           also write the median summaries as JSON (for other scripts)`);
 }
@@ -109,6 +116,7 @@ const opts = {
   basePort: numberOption('base-port', DEFAULTS.basePort, { integer: true, min: 1024 }),
   quietWait: numberOption('quiet-wait', args.quick ? QUICK.quietWait : DEFAULTS.quietWait),
   retries: args.quick ? QUICK.retries : DEFAULTS.retries,
+  disturbanceBudget: numberOption('disturbance-budget', args.quick ? QUICK.disturbanceBudget : DEFAULTS.disturbanceBudget),
   backend: args.backend ?? (process.env.WHIRLWIND_BACKEND || 'all'),
   out: path.resolve(args.out ?? path.join(ROOT, 'bench', 'RESULTS.md')),
 };
@@ -330,7 +338,10 @@ function treePids(pid, into = new Set()) {
  * Returns the seconds waited.
  */
 let quietWaited = 0;
+let rerunSeconds = 0;
+const budgetLeft = () => opts.disturbanceBudget - quietWaited - rerunSeconds;
 async function waitQuiet() {
+  if (budgetLeft() <= 0) return 0;
   const start = performance.now();
   for (;;) {
     const a = machineTicks();
@@ -338,7 +349,7 @@ async function waitQuiet() {
     const b = machineTicks();
     const busy = (100 * (b.busy - a.busy)) / TICKS_PER_S / 0.5;
     const waited = (performance.now() - start) / 1000;
-    if (busy <= DEFAULTS.maxOtherCpu || waited >= opts.quietWait) {
+    if (busy <= DEFAULTS.maxOtherCpu || waited >= opts.quietWait || waited >= budgetLeft()) {
       quietWaited += waited;
       return waited;
     }
@@ -635,15 +646,19 @@ for (let rep = 0; rep < opts.repeat; rep++) {
       }
       let r;
       for (let attempt = 0; ; attempt++) {
+        const runStart = performance.now();
         r = await measureThroughput(server, shape);
+        if (attempt > 0) rerunSeconds += (performance.now() - runStart) / 1000;
         if (!(r.otherCpu > DEFAULTS.maxOtherCpu)) break;
-        if (attempt === opts.retries) {
+        if (attempt === opts.retries || budgetLeft() <= 0) {
           r.disturbed = true;
           break;
         }
         console.log(`        ${shape.id} ${server.name}: ${disturbance(r)} during the run; running it again`);
         reruns++;
-        await sleep(args.quick ? 500 : 2000);
+        const pause = args.quick ? 500 : 2000;
+        rerunSeconds += pause / 1000;
+        await sleep(pause);
       }
       if (r.disturbed) disturbances.push(`${shape.id} ${server.name} (run ${rep + 1}): ${disturbance(r)}`);
       record(server, shape, r);
@@ -718,6 +733,7 @@ for (const server of activeServers) {
     row[shape.id] = `${fmtRate(s.rate)}/s (${fmtRatio(s.rate / ref.rate)})`;
     if (s.errors) notes.push(`${server.name} / ${shape.id}: ${s.errors} errors (mismatches or lost connections)`);
     if (s.disturbed) notes.push(`${server.name} / ${shape.id}: ${s.disturbed} of ${s.runs} runs had other processes using over ${DEFAULTS.maxOtherCpu}% CPU after ${opts.retries} re-run(s)`);
+    if (s.loadgenCpu >= 95 * opts.loadgenThreads) notes.push(`${server.name} / ${shape.id}: the load generator used ${s.loadgenCpu.toFixed(0)}% CPU (${opts.loadgenThreads} thread(s)): this rate is bounded by the load generator, not the server`);
     if (s.failedRuns) notes.push(`${server.name} / ${shape.id}: ${s.failedRuns} of ${s.runs + s.failedRuns} runs failed`);
   }
   throughputRows[server.name] = row;
@@ -840,7 +856,7 @@ See bench/README.md for what each number means.
 - node: ${process.version}
 - commit: ${gitRev}
 - load generator: build/Release/ww_loadgen, ${opts.loadgenThreads} thread(s), 64-byte payloads, loopback ${opts.host}
-- other processes: before each run the runner waited up to ${opts.quietWait} s for the machine to be idle (${quietWaited.toFixed(0)} s in all); ${reruns} run(s) were repeated because something else used over ${DEFAULTS.maxOtherCpu}% of a core, and ${disturbances.length} were kept disturbed after ${opts.retries} re-run(s) (listed under "Disturbances"); see "other CPU" below
+- other processes: before each run the runner waited up to ${opts.quietWait} s for the machine to be idle (${quietWaited.toFixed(0)} s in all); ${reruns} run(s) were repeated (${rerunSeconds.toFixed(0)} s) because something else used over ${DEFAULTS.maxOtherCpu}% of a core, and ${disturbances.length} were kept disturbed after up to ${opts.retries} re-run(s) or once the ${opts.disturbanceBudget} s budget for waiting and re-running was spent (listed under "Disturbances"); see "other CPU" below
 - each run: ${opts.warmup} s warm-up + ${opts.duration} s measured; ${opts.repeat} run(s) per server and shape, medians shown; servers alternate
 
 ## Throughput (replies/s, ratio to plain node:net)
