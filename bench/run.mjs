@@ -232,12 +232,16 @@ const TICKS_PER_S = 100; // USER_HZ on Linux
 
 /** Busy and total clock ticks of the whole machine (all CPUs), from /proc/stat. */
 function machineTicks() {
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const text = fs.readFileSync('/proc/stat', 'utf8');
+  const f = text.split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // Processes and threads created since boot: short-lived ones (a test
+  // suite's) use CPU that no snapshot of running processes can see.
+  const forks = Number((/^processes (\d+)/m.exec(text) ?? [])[1] ?? 0);
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user..steal; guest is inside user
   const idle = f[3] + f[4]; // idle + iowait
   // steal: time the hypervisor gave this VM's vCPUs to someone else.  It is
   // counted as busy (our run lost that time) and also shown on its own.
-  return { busy: total - idle, total, steal: f[7] ?? 0 };
+  return { busy: total - idle, total, steal: f[7] ?? 0, forks };
 }
 
 /**
@@ -505,6 +509,7 @@ async function measureThroughput(server, shape) {
         (100 * (cpu1 - cpu0)) / TICKS_PER_S / wall - lg.result.cpu_pct),
       stealCpu: (100 * (m1.steal - m0.steal)) / TICKS_PER_S / wall,
       topOthers: topOthers(p0, p1, ours, wall),
+      forks: m1.forks - m0.forks - 1, // minus the load generator
       // The server's own split: its main (JS) thread and the rest.  Not for
       // cluster (its work is in child processes).
       mainCpu: server.name === 'cluster' ? NaN : threads.main,
@@ -590,7 +595,8 @@ let reruns = 0;
 function disturbance(r) {
   const parts = [`other CPU ${r.otherCpu.toFixed(0)}% of a core`];
   if (r.stealCpu >= 2) parts.push(`of which hypervisor steal ${r.stealCpu.toFixed(0)}%`);
-  parts.push(r.topOthers ? `busiest other processes: ${r.topOthers}` : 'no other process stood out (kernel threads, interrupts or steal)');
+  parts.push(r.topOthers ? `busiest other processes: ${r.topOthers}` : 'no running process stood out');
+  if (r.forks > 0) parts.push(`${r.forks} processes or threads were started meanwhile (the server's own threads among them)`);
   return parts.join('; ');
 }
 const status = new Map(); // server name -> { skipped | failed } for whole-server skips
@@ -690,7 +696,11 @@ const fmtUs = (x) => (Number.isFinite(x) ? (x >= 1000 ? `${(x / 1000).toFixed(2)
 /** Median summary of the runs of one server and shape, or a reason it has none. */
 function summary(serverName, shapeId) {
   const runs = results.get(`${serverName}|${shapeId}`) ?? [];
-  const ok = runs.filter((r) => !r.skipped && !r.failed);
+  const completed = runs.filter((r) => !r.skipped && !r.failed);
+  // Runs kept although the machine was busy count only when no quiet run
+  // exists for this server and shape (the notes say how many were dropped).
+  const quiet = completed.filter((r) => !r.disturbed);
+  const ok = quiet.length ? quiet : completed;
   if (ok.length === 0) {
     const r = runs.find((x) => x.skipped) ?? runs.find((x) => x.failed);
     return { reason: r ? (r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.failed}`) : 'not run' };
@@ -698,7 +708,8 @@ function summary(serverName, shapeId) {
   const m = (f) => median(ok.map(f));
   return {
     runs: ok.length,
-    failedRuns: runs.length - ok.length,
+    failedRuns: runs.length - completed.length,
+    droppedDisturbed: completed.length - ok.length,
     rate: m((r) => r.rate),
     p50: m((r) => r.lat?.p50), p90: m((r) => r.lat?.p90), p99: m((r) => r.lat?.p99),
     p999: m((r) => r.lat?.p99_9), max: m((r) => r.lat?.max),
@@ -732,9 +743,10 @@ for (const server of activeServers) {
     }
     row[shape.id] = `${fmtRate(s.rate)}/s (${fmtRatio(s.rate / ref.rate)})`;
     if (s.errors) notes.push(`${server.name} / ${shape.id}: ${s.errors} errors (mismatches or lost connections)`);
-    if (s.disturbed) notes.push(`${server.name} / ${shape.id}: ${s.disturbed} of ${s.runs} runs had other processes using over ${DEFAULTS.maxOtherCpu}% CPU after ${opts.retries} re-run(s)`);
+    if (s.disturbed) notes.push(`${server.name} / ${shape.id}: every run (${s.runs}) had other processes using over ${DEFAULTS.maxOtherCpu}% CPU (after up to ${opts.retries} re-run(s)); the figure is from disturbed runs`);
+    if (s.droppedDisturbed) notes.push(`${server.name} / ${shape.id}: ${s.droppedDisturbed} disturbed run(s) left out; the median is of the ${s.runs} quiet one(s)`);
     if (s.loadgenCpu >= 95 * opts.loadgenThreads) notes.push(`${server.name} / ${shape.id}: the load generator used ${s.loadgenCpu.toFixed(0)}% CPU (${opts.loadgenThreads} thread(s)): this rate is bounded by the load generator, not the server`);
-    if (s.failedRuns) notes.push(`${server.name} / ${shape.id}: ${s.failedRuns} of ${s.runs + s.failedRuns} runs failed`);
+    if (s.failedRuns) notes.push(`${server.name} / ${shape.id}: ${s.failedRuns} of ${s.runs + s.droppedDisturbed + s.failedRuns} runs failed`);
   }
   throughputRows[server.name] = row;
   const lat = summary(server.name, '1x1');
