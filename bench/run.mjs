@@ -374,6 +374,14 @@ function fdCount(pid) {
  * { proc, port, line } or { skipped | failed: reason }.
  */
 async function startServer(server, workUs) {
+  // Other work on the machine may hold a port of ours: take the next one.
+  for (let attempt = 0; ; attempt++) {
+    const s = await startServerOnce(server, workUs);
+    if (attempt >= 4 || !/EADDRINUSE|address already in use/i.test(s.failed ?? '')) return s;
+  }
+}
+
+async function startServerOnce(server, workUs) {
   const script = server.cmd[0] === node ? server.cmd[1] : null;
   if (script && !fs.existsSync(path.join(ROOT, script))) return { skipped: `${script} is missing` };
   const port = nextPort++;
