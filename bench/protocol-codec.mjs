@@ -3,10 +3,7 @@
 // rivals in the same run (bare msgpackr pack/unpack, JSON), so the cost of
 // the header, the strict msgpack scan and the CRC is visible.
 //
-//   npx tsc -p tsconfig.json && node bench/protocol-codec.mjs
-//
-// No npm script yet (package.json belongs to the lead): suggested name
-// "bench:protocol".
+//   npm run bench:codec        (builds the TypeScript first; part of npm run bench:micro)
 
 import os from 'node:os';
 import { Bench } from 'tinybench';

@@ -6,6 +6,8 @@
 //   npm run bench                     default run (about 4 minutes)
 //   npm run bench:quick               under a minute
 //   node bench/run.mjs --only net,c-echo --shapes 100x1,100x16 --repeat 3
+//   node bench/run.mjs --backend io_uring      whirlwind on one backend only
+//                                               (default: WHIRLWIND_BACKEND, else all)
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -27,6 +29,10 @@ const DEFAULTS = Object.freeze({
   maxOtherCpu: 25, // a run during which other processes used more (% of one core) is re-run
   retries: 2, // re-runs of a disturbed run before keeping it anyway
   quietWait: 10, // seconds to wait, before each run, for other processes to calm down
+  // Seconds that quiet-waiting and re-runs may add to the whole run; once
+  // spent, runs go ahead at once and disturbed runs are kept (and listed).
+  // Keeps a run on a busy machine bounded.
+  disturbanceBudget: 90,
   warmup: 0.5,
   repeat: 3, // runs per (server, shape); the tables show medians
   loadgenThreads: 1, // the server needs the other core
@@ -34,7 +40,13 @@ const DEFAULTS = Object.freeze({
   host: '127.0.0.1',
   basePort: 17_300,
 });
-const QUICK = Object.freeze({ duration: 1, warmup: 0.3, repeat: 1, quietWait: 3, shapes: ['1x1', '100x1', '100x16', '100x1-work100'] });
+const QUICK = Object.freeze({
+  duration: 0.5, warmup: 0.2, repeat: 1, quietWait: 1, retries: 0, disturbanceBudget: 10,
+  shapes: ['1x1', '100x1', '100x16', '100x1-work100'],
+});
+// whirlwind's Linux backends; each gets its own row, and one the addon's
+// probe calls unavailable is listed as skipped with the probe's reason.
+const LINUX_BACKENDS = ['epoll', 'io_uring'];
 
 const { values: args } = parseArgs({
   options: {
@@ -47,9 +59,11 @@ const { values: args } = parseArgs({
     'loadgen-threads': { type: 'string' },
     'mem-conns': { type: 'string' },
     'io-threads': { type: 'string' },
+    backend: { type: 'string' },
     host: { type: 'string' },
     'base-port': { type: 'string' },
     'quiet-wait': { type: 'string' },
+    'disturbance-budget': { type: 'string' },
     out: { type: 'string' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -68,10 +82,15 @@ function printHelp() {
   --loadgen-threads <n>   load generator threads (default ${DEFAULTS.loadgenThreads})
   --mem-conns <n>         idle connections for the memory shape (default ${DEFAULTS.memConns})
   --io-threads <n>        passed to whirlwind's raw echo as --io-threads
+  --backend <name|all>    whirlwind backend(s) to run: ${LINUX_BACKENDS.join(', ')} or all (default: the
+                          WHIRLWIND_BACKEND environment variable, else all); an unavailable one is
+                          listed as skipped with the reason the probe gives
   --host <addr>           loopback address (default ${DEFAULTS.host})
   --base-port <p>         first port; each server start takes the next (default ${DEFAULTS.basePort})
   --quiet-wait <s>        before each run, wait up to s seconds while other processes use over
                           ${DEFAULTS.maxOtherCpu}% of a core (default ${DEFAULTS.quietWait}, ${QUICK.quietWait} with --quick; 0 = never)
+  --disturbance-budget <s> seconds that quiet-waiting and re-running disturbed runs may add in all
+                          (default ${DEFAULTS.disturbanceBudget}, ${QUICK.disturbanceBudget} with --quick); then disturbed runs are kept
   --out <file>            results file (default bench/RESULTS.md)
   --json <file>           also write the median summaries as JSON (for other scripts)`);
 }
@@ -96,12 +115,31 @@ const opts = {
   host: args.host ?? DEFAULTS.host,
   basePort: numberOption('base-port', DEFAULTS.basePort, { integer: true, min: 1024 }),
   quietWait: numberOption('quiet-wait', args.quick ? QUICK.quietWait : DEFAULTS.quietWait),
+  retries: args.quick ? QUICK.retries : DEFAULTS.retries,
+  disturbanceBudget: numberOption('disturbance-budget', args.quick ? QUICK.disturbanceBudget : DEFAULTS.disturbanceBudget),
+  backend: args.backend ?? (process.env.WHIRLWIND_BACKEND || 'all'),
   out: path.resolve(args.out ?? path.join(ROOT, 'bench', 'RESULTS.md')),
 };
+
+if (opts.backend !== 'all' && opts.backend !== 'auto' && !LINUX_BACKENDS.includes(opts.backend)) {
+  console.error(`run.mjs: --backend (or WHIRLWIND_BACKEND) must be all or one of ${LINUX_BACKENDS.join(', ')}, got '${opts.backend}'`);
+  process.exit(2);
+}
 
 // ---------------------------------------------------------------------------
 // Servers and shapes
 // ---------------------------------------------------------------------------
+
+// Ask the addon which backends this machine has, the way the engine itself
+// decides (src/backends.ts).  Needs the compiled TypeScript (npm install).
+let probe = null;
+let probeError = '';
+try {
+  const { probeBackends } = await import('../dist/src/index.js');
+  probe = new Map(probeBackends().map((b) => [b.name, b]));
+} catch (err) {
+  probeError = `whirlwind did not load: ${err.message}`.slice(0, 300);
+}
 
 const node = process.execPath;
 const servers = [
@@ -112,13 +150,19 @@ const servers = [
   { name: 'cluster', label: 'node cluster, 2 processes', cmd: [node, 'bench/servers/cluster-echo.mjs', '--workers', '2'] },
   // whirlwind's raw echo, once per backend; a backend the machine lacks is
   // reported as skipped.
-  ...['epoll', 'io_uring'].map((backend) => ({
-    name: `whirlwind-${backend}`,
-    label: `whirlwind raw echo, ${backend}`,
-    cmd: [node, 'examples/raw-echo.mjs', '--backend', backend,
-      ...(opts.ioThreads ? ['--io-threads', String(opts.ioThreads)] : [])],
-    memory: true,
-  })),
+  // The backend is named twice on purpose: --backend for raw-echo's
+  // listenRaw, WHIRLWIND_BACKEND for anything that uses 'auto'.
+  ...LINUX_BACKENDS.filter((b) => opts.backend === 'all' || opts.backend === 'auto' || b === opts.backend)
+    .map((backend) => ({
+      name: `whirlwind-${backend}`,
+      label: `whirlwind raw echo, ${backend}`,
+      backend,
+      env: { WHIRLWIND_BACKEND: backend },
+      cmd: [node, 'examples/raw-echo.mjs', '--backend', backend, '--stats',
+        ...(opts.ioThreads ? ['--io-threads', String(opts.ioThreads)] : [])],
+      memory: true,
+      stats: true,
+    })),
 ];
 
 const shapes = [
@@ -188,10 +232,107 @@ const TICKS_PER_S = 100; // USER_HZ on Linux
 
 /** Busy and total clock ticks of the whole machine (all CPUs), from /proc/stat. */
 function machineTicks() {
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const text = fs.readFileSync('/proc/stat', 'utf8');
+  const f = text.split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // Processes and threads created since boot: short-lived ones (a test
+  // suite's) use CPU that no snapshot of running processes can see.
+  const forks = Number((/^processes (\d+)/m.exec(text) ?? [])[1] ?? 0);
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user..steal; guest is inside user
   const idle = f[3] + f[4]; // idle + iowait
-  return { busy: total - idle, total };
+  // steal: time the hypervisor gave this VM's vCPUs to someone else.  It is
+  // counted as busy (our run lost that time) and also shown on its own.
+  return { busy: total - idle, total, steal: f[7] ?? 0, forks };
+}
+
+/**
+ * CPU ticks per thread of one process: { main, others, busiest } where main
+ * is the thread whose id is the pid (Node's JS thread) and busiest is the
+ * busiest other thread (for whirlwind, its I/O thread; V8's helpers and
+ * libuv's pool barely run during an echo).
+ */
+function threadTicks(pid) {
+  const per = new Map();
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const st = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+        per.set(Number(tid), Number(f[11]) + Number(f[12]));
+      } catch {
+        // the thread ended
+      }
+    }
+  } catch {
+    // the process is gone
+  }
+  return per;
+}
+
+function threadSplit(before, after, pid, seconds) {
+  let main = 0;
+  let others = 0;
+  let busiest = 0;
+  for (const [tid, t1] of after) {
+    const d = t1 - (before.get(tid) ?? 0);
+    if (tid === pid) main += d;
+    else {
+      others += d;
+      busiest = Math.max(busiest, d);
+    }
+  }
+  const pct = (t) => (100 * t) / TICKS_PER_S / seconds;
+  return { main: pct(main), others: pct(others), busiest: pct(busiest) };
+}
+
+/** utime+stime ticks and name of every process on the machine. */
+function processSnapshot() {
+  const snap = new Map();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const name = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      snap.set(Number(d), { name, ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      // gone
+    }
+  }
+  return snap;
+}
+
+/** The processes (other than `exclude`) that used the most CPU between two snapshots, as text. */
+function topOthers(a, b, exclude, seconds) {
+  const rows = [];
+  for (const [pid, x] of b) {
+    if (exclude.has(pid)) continue;
+    const d = x.ticks - (a.get(pid)?.ticks ?? x.ticks);
+    if (d > 0) rows.push({ pid, name: x.name, pct: (100 * d) / TICKS_PER_S / seconds });
+  }
+  rows.sort((p, q) => q.pct - p.pct);
+  const what = (r) => {
+    try {
+      const cmd = fs.readFileSync(`/proc/${r.pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+      return cmd ? cmd.slice(0, 70) : r.name;
+    } catch {
+      return r.name;
+    }
+  };
+  return rows.slice(0, 3).filter((r) => r.pct >= 2).map((r) => `${r.pct.toFixed(0)}% \`${what(r)}\``).join(', ');
+}
+
+/** Pids of a process and all its descendants. */
+function treePids(pid, into = new Set()) {
+  into.add(pid);
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      const kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      for (const kid of kids ? kids.split(' ') : []) treePids(Number(kid), into);
+    }
+  } catch {
+    // gone
+  }
+  return into;
 }
 
 /**
@@ -201,7 +342,10 @@ function machineTicks() {
  * Returns the seconds waited.
  */
 let quietWaited = 0;
+let rerunSeconds = 0;
+const budgetLeft = () => opts.disturbanceBudget - quietWaited - rerunSeconds;
 async function waitQuiet() {
+  if (budgetLeft() <= 0) return 0;
   const start = performance.now();
   for (;;) {
     const a = machineTicks();
@@ -209,7 +353,7 @@ async function waitQuiet() {
     const b = machineTicks();
     const busy = (100 * (b.busy - a.busy)) / TICKS_PER_S / 0.5;
     const waited = (performance.now() - start) / 1000;
-    if (busy <= DEFAULTS.maxOtherCpu || waited >= opts.quietWait) {
+    if (busy <= DEFAULTS.maxOtherCpu || waited >= opts.quietWait || waited >= budgetLeft()) {
       quietWaited += waited;
       return waited;
     }
@@ -230,12 +374,22 @@ function fdCount(pid) {
  * { proc, port, line } or { skipped | failed: reason }.
  */
 async function startServer(server, workUs) {
+  // Other work on the machine may hold a port of ours: take the next one.
+  for (let attempt = 0; ; attempt++) {
+    const s = await startServerOnce(server, workUs);
+    if (attempt >= 4 || !/EADDRINUSE|address already in use/i.test(s.failed ?? '')) return s;
+  }
+}
+
+async function startServerOnce(server, workUs) {
   const script = server.cmd[0] === node ? server.cmd[1] : null;
   if (script && !fs.existsSync(path.join(ROOT, script))) return { skipped: `${script} is missing` };
   const port = nextPort++;
   const argv = [...server.cmd.slice(1), '--port', String(port), '--host', opts.host];
   if (workUs) argv.push('--work-us', String(workUs));
-  const proc = spawn(server.cmd[0], argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(server.cmd[0], argv, {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(server.env ?? {}) },
+  });
   let out = '';
   let err = '';
   proc.stdout.on('data', (d) => { if (out.length < 8192) out += d; });
@@ -258,7 +412,7 @@ async function startServer(server, workUs) {
       const lines = (err || out).split('\n').map((l) => l.trim()).filter(Boolean);
       const text = (lines.find((l) => /unavailable/i.test(l)) ?? lines.find((l) => /error/i.test(l)) ??
         lines.at(-1) ?? '').slice(0, 300);
-      if (/unavailable/i.test(text)) resolve({ skipped: `unavailable: ${text}` });
+      if (/unavailable|not available/i.test(text)) resolve({ skipped: `unavailable: ${text}` });
       else resolve({ failed: `exited (${sig ?? code}) before listening: ${text}` });
     });
   });
@@ -266,7 +420,18 @@ async function startServer(server, workUs) {
     await stopServer(proc);
     return result;
   }
-  return { proc, port, line: result.line, command };
+  const envText = Object.entries(server.env ?? {}).map(([k, v]) => `${k}=${v} `).join('');
+  return { proc, port, line: result.line, command: envText + command, output: () => out };
+}
+
+/** The `STATS {json}` line a server printed on its way out (raw-echo --stats), or null. */
+function parseStats(text) {
+  const line = text.split('\n').find((l) => l.startsWith('STATS '));
+  try {
+    return line ? JSON.parse(line.slice(6)) : null;
+  } catch {
+    return null;
+  }
 }
 
 async function stopServer(proc) {
@@ -318,17 +483,25 @@ async function measureThroughput(server, shape) {
   if (opts.quietWait > 0) await waitQuiet();
   const s = await startServer(server, shape.workUs);
   if (!s.proc) return s;
+  let r;
   try {
     const argv = loadgenArgs(shape, s.port);
-    const cpu0 = treeCpuTicks(s.proc.pid);
+    const pid = s.proc.pid;
+    const ours = treePids(pid, new Set([process.pid]));
+    const p0 = processSnapshot();
+    const th0 = threadTicks(pid);
+    const cpu0 = treeCpuTicks(pid);
     const m0 = machineTicks();
     const t0 = performance.now();
     const lg = await runLoadgen(argv);
     const wall = (performance.now() - t0) / 1000;
-    const cpu1 = treeCpuTicks(s.proc.pid);
+    const cpu1 = treeCpuTicks(pid);
     const m1 = machineTicks();
+    const th1 = threadTicks(pid);
+    const p1 = processSnapshot();
     if (!lg.result?.ok) return { failed: `loadgen: ${lg.stderr || `exit ${lg.code}`}`.slice(0, 300), line: s.line };
-    return {
+    const threads = threadSplit(th0, th1, pid, wall);
+    r = {
       line: s.line,
       serverCommand: s.command,
       loadgenCommand: ['build/Release/ww_loadgen', ...argv].join(' '),
@@ -342,10 +515,28 @@ async function measureThroughput(server, shape) {
       // threads), in % of one core; a busy neighbour distorts the run.
       otherCpu: Math.max(0, (100 * (m1.busy - m0.busy)) / TICKS_PER_S / wall -
         (100 * (cpu1 - cpu0)) / TICKS_PER_S / wall - lg.result.cpu_pct),
+      stealCpu: (100 * (m1.steal - m0.steal)) / TICKS_PER_S / wall,
+      topOthers: topOthers(p0, p1, ours, wall),
+      forks: m1.forks - m0.forks - 1, // minus the load generator
+      // The server's own split: its main (JS) thread and the rest.  Not for
+      // cluster (its work is in child processes).
+      mainCpu: server.name === 'cluster' ? NaN : threads.main,
+      threadsCpu: server.name === 'cluster' ? NaN : threads.others,
+      busiestThreadCpu: server.name === 'cluster' ? NaN : threads.busiest,
     };
   } finally {
     await stopServer(s.proc);
   }
+  // raw-echo --stats prints the engine's counters on its way out.
+  const st = server.stats ? parseStats(s.output()) : null;
+  if (st) {
+    r.framesIn = st.framesIn;
+    r.jsBatches = st.jsBatches;
+    r.ioWakeups = st.ioWakeups;
+    r.ringStalls = st.ring?.stalls;
+    r.sendsOut = st.sendsOut;
+  }
+  return r;
 }
 
 async function measureMemory(server) {
@@ -405,6 +596,17 @@ const median = (xs) => {
 };
 
 const results = new Map(); // `${server}|${shape}` -> [run]
+const disturbances = []; // runs kept although the machine was busy, with what was busy
+let reruns = 0;
+
+/** What else used the machine during a run, in words. */
+function disturbance(r) {
+  const parts = [`other CPU ${r.otherCpu.toFixed(0)}% of a core`];
+  if (r.stealCpu >= 2) parts.push(`of which hypervisor steal ${r.stealCpu.toFixed(0)}%`);
+  parts.push(r.topOthers ? `busiest other processes: ${r.topOthers}` : 'no running process stood out');
+  if (r.forks > 0) parts.push(`${r.forks} processes or threads were started meanwhile (the server's own threads among them)`);
+  return parts.join('; ');
+}
 const status = new Map(); // server name -> { skipped | failed } for whole-server skips
 const listeningLines = new Map();
 const commands = new Map(); // shape id -> { loadgen, servers: Map }
@@ -438,6 +640,15 @@ function record(server, shape, r) {
   console.log(`[${String(done).padStart(3)}/${totalRuns}] ${shape.id.padEnd(14)} ${server.name.padEnd(18)} ${what}`);
 }
 
+// A backend the probe calls unavailable is skipped up front, with its reason.
+for (const server of activeServers.filter((s) => s.backend)) {
+  if (!probe) status.set(server.name, { skipped: probeError });
+  else if (!probe.get(server.backend)?.available) {
+    status.set(server.name, { skipped: `unavailable (probe): ${probe.get(server.backend)?.reason ?? 'unknown backend'}` });
+  }
+}
+for (const [name, st] of status) console.log(`${name}: ${st.skipped}`);
+
 for (let rep = 0; rep < opts.repeat; rep++) {
   for (const shape of throughputShapes) {
     const n = activeServers.length;
@@ -449,15 +660,21 @@ for (let rep = 0; rep < opts.repeat; rep++) {
       }
       let r;
       for (let attempt = 0; ; attempt++) {
+        const runStart = performance.now();
         r = await measureThroughput(server, shape);
+        if (attempt > 0) rerunSeconds += (performance.now() - runStart) / 1000;
         if (!(r.otherCpu > DEFAULTS.maxOtherCpu)) break;
-        if (attempt === DEFAULTS.retries) {
+        if (attempt === opts.retries || budgetLeft() <= 0) {
           r.disturbed = true;
           break;
         }
-        console.log(`        ${shape.id} ${server.name}: other processes used ${r.otherCpu.toFixed(0)}% CPU during the run; running it again`);
-        await sleep(2000);
+        console.log(`        ${shape.id} ${server.name}: ${disturbance(r)} during the run; running it again`);
+        reruns++;
+        const pause = args.quick ? 500 : 2000;
+        rerunSeconds += pause / 1000;
+        await sleep(pause);
       }
+      if (r.disturbed) disturbances.push(`${shape.id} ${server.name} (run ${rep + 1}): ${disturbance(r)}`);
       record(server, shape, r);
     }
   }
@@ -479,13 +696,19 @@ function fmtRate(r) {
   if (r >= 1e3) return `${(r / 1e3).toFixed(1)}k`;
   return r.toFixed(0);
 }
+const pct0 = (x) => (Number.isFinite(x) ? `${x.toFixed(0)}%` : '-');
+const fmtN = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '-');
 const fmtUs = (x) => (Number.isFinite(x) ? (x >= 1000 ? `${(x / 1000).toFixed(2)} ms` : `${x.toFixed(0)} us`) : '-');
 
 /** Median summary of the runs of one server and shape, or a reason it has none. */
 function summary(serverName, shapeId) {
   const runs = results.get(`${serverName}|${shapeId}`) ?? [];
-  const ok = runs.filter((r) => !r.skipped && !r.failed);
+  const completed = runs.filter((r) => !r.skipped && !r.failed);
+  // Runs kept although the machine was busy count only when no quiet run
+  // exists for this server and shape (the notes say how many were dropped).
+  const quiet = completed.filter((r) => !r.disturbed);
+  const ok = quiet.length ? quiet : completed;
   if (ok.length === 0) {
     const r = runs.find((x) => x.skipped) ?? runs.find((x) => x.failed);
     return { reason: r ? (r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.failed}`) : 'not run' };
@@ -493,7 +716,8 @@ function summary(serverName, shapeId) {
   const m = (f) => median(ok.map(f));
   return {
     runs: ok.length,
-    failedRuns: runs.length - ok.length,
+    failedRuns: runs.length - completed.length,
+    droppedDisturbed: completed.length - ok.length,
     rate: m((r) => r.rate),
     p50: m((r) => r.lat?.p50), p90: m((r) => r.lat?.p90), p99: m((r) => r.lat?.p99),
     p999: m((r) => r.lat?.p99_9), max: m((r) => r.lat?.max),
@@ -501,6 +725,11 @@ function summary(serverName, shapeId) {
     loadgenCpu: m((r) => r.loadgenCpu), serverCpu: m((r) => r.serverCpu), otherCpu: m((r) => r.otherCpu),
     disturbed: ok.filter((r) => r.disturbed).length,
     kbPerConn: m((r) => r.kbPerConn), rssBeforeKb: m((r) => r.rssBeforeKb), rssAfterKb: m((r) => r.rssAfterKb),
+    stealCpu: m((r) => r.stealCpu),
+    mainCpu: m((r) => r.mainCpu), threadsCpu: m((r) => r.threadsCpu), busiestThreadCpu: m((r) => r.busiestThreadCpu),
+    framesPerBatch: m((r) => r.framesIn / r.jsBatches),
+    framesPerIoWakeup: m((r) => r.framesIn / r.ioWakeups),
+    ringStalls: m((r) => r.ringStalls),
   };
 }
 
@@ -522,8 +751,10 @@ for (const server of activeServers) {
     }
     row[shape.id] = `${fmtRate(s.rate)}/s (${fmtRatio(s.rate / ref.rate)})`;
     if (s.errors) notes.push(`${server.name} / ${shape.id}: ${s.errors} errors (mismatches or lost connections)`);
-    if (s.disturbed) notes.push(`${server.name} / ${shape.id}: ${s.disturbed} of ${s.runs} runs had other processes using over ${DEFAULTS.maxOtherCpu}% CPU after ${DEFAULTS.retries} re-runs`);
-    if (s.failedRuns) notes.push(`${server.name} / ${shape.id}: ${s.failedRuns} of ${s.runs + s.failedRuns} runs failed`);
+    if (s.disturbed) notes.push(`${server.name} / ${shape.id}: every run (${s.runs}) had other processes using over ${DEFAULTS.maxOtherCpu}% CPU (after up to ${opts.retries} re-run(s)); the figure is from disturbed runs`);
+    if (s.droppedDisturbed) notes.push(`${server.name} / ${shape.id}: ${s.droppedDisturbed} disturbed run(s) left out; the median is of the ${s.runs} quiet one(s)`);
+    if (s.loadgenCpu >= 95 * opts.loadgenThreads) notes.push(`${server.name} / ${shape.id}: the load generator used ${s.loadgenCpu.toFixed(0)}% CPU (${opts.loadgenThreads} thread(s)): this rate is bounded by the load generator, not the server`);
+    if (s.failedRuns) notes.push(`${server.name} / ${shape.id}: ${s.failedRuns} of ${s.runs + s.droppedDisturbed + s.failedRuns} runs failed`);
   }
   throughputRows[server.name] = row;
   const lat = summary(server.name, '1x1');
@@ -594,9 +825,37 @@ for (const shape of throughputShapes) {
       'replies/s': fmtRate(s.rate), p50: fmtUs(s.p50), p90: fmtUs(s.p90), p99: fmtUs(s.p99), 'p99.9': fmtUs(s.p999),
       max: fmtUs(s.max), errors: String(s.errors), 'loadgen CPU': `${s.loadgenCpu.toFixed(0)}%`,
       'server CPU': `${s.serverCpu.toFixed(0)}%`, 'other CPU': `${s.otherCpu.toFixed(0)}%`,
+      steal: pct0(s.stealCpu),
     };
   }
 }
+
+// Where the time goes: CPU per thread and the engine's counters, for node:net
+// and each whirlwind backend (c-echo as the floor).
+const timeRows = {};
+for (const shape of throughputShapes) {
+  for (const server of activeServers.filter((x) => x.backend || x.name === REFERENCE || x.name === 'c-echo')) {
+    const s = summary(server.name, shape.id);
+    if (s.reason) continue;
+    timeRows[`${shape.id} ${server.name}`] = {
+      'replies/s': fmtRate(s.rate),
+      'replies per server CPU-s': fmtRate(s.rate / (s.serverCpu / 100)),
+      'server main thread': pct0(s.mainCpu),
+      'server other threads': pct0(s.threadsCpu),
+      loadgen: pct0(s.loadgenCpu),
+      'frames per JS batch': fmtN(s.framesPerBatch),
+      'frames per I/O wake-up': fmtN(s.framesPerIoWakeup),
+      'ring stalls': Number.isFinite(s.ringStalls) ? String(s.ringStalls) : '-',
+    };
+  }
+}
+if (Object.keys(timeRows).length) {
+  console.log('\nWhere the time goes (medians; CPU in % of one core over the whole load run)');
+  console.table(timeRows);
+}
+const backendLines = probe
+  ? [...probe.values()].map((b) => `- ${b.name}: ${b.available ? 'available' : `unavailable: ${b.reason}`}`)
+  : [`- ${probeError}`];
 
 const cmdLines = [];
 for (const shape of activeShapes) {
@@ -617,7 +876,7 @@ See bench/README.md for what each number means.
 - node: ${process.version}
 - commit: ${gitRev}
 - load generator: build/Release/ww_loadgen, ${opts.loadgenThreads} thread(s), 64-byte payloads, loopback ${opts.host}
-- other processes: before each run the runner waited up to ${opts.quietWait} s for the machine to be idle (${quietWaited.toFixed(0)} s in all); see "other CPU" below
+- other processes: before each run the runner waited up to ${opts.quietWait} s for the machine to be idle (${quietWaited.toFixed(0)} s in all); ${reruns} run(s) were repeated (${rerunSeconds.toFixed(0)} s) because something else used over ${DEFAULTS.maxOtherCpu}% of a core, and ${disturbances.length} were kept disturbed after up to ${opts.retries} re-run(s) or once the ${opts.disturbanceBudget} s budget for waiting and re-running was spent (listed under "Disturbances"); see "other CPU" below
 - each run: ${opts.warmup} s warm-up + ${opts.duration} s measured; ${opts.repeat} run(s) per server and shape, medians shown; servers alternate
 
 ## Throughput (replies/s, ratio to plain node:net)
@@ -638,7 +897,21 @@ ${memShape ? `${opts.memConns} idle connections (load generator --connect-only);
 
 ${Object.keys(detailRows).length ? mdTable(detailRows, 'shape / server') : '(none)'}
 
-CPU columns are in percent of one core (the machine has ${os.cpus().length}). Server CPU: the server process tree's utime+stime over the load generator's whole run (warm-up included). Loadgen CPU: the load generator's own, over the measured window. Other CPU: the rest of the machine's busy time over the run (other processes, kernel threads); a run with more than ${DEFAULTS.maxOtherCpu}% is re-run up to ${DEFAULTS.retries} times.
+CPU columns are in percent of one core (the machine has ${os.cpus().length}). Server CPU: the server process tree's utime+stime over the load generator's whole run (warm-up included). Loadgen CPU: the load generator's own, over the measured window. Other CPU: the rest of the machine's busy time over the run (other processes, kernel threads, hypervisor steal); a run with more than ${DEFAULTS.maxOtherCpu}% is re-run up to ${opts.retries} times. Steal: the part of other CPU the hypervisor took.
+
+## Where the time goes
+
+${Object.keys(timeRows).length ? mdTable(timeRows, 'shape / server') : '(no node:net or whirlwind runs)'}
+
+Server main thread: CPU of the thread whose id is the server's pid (Node's JS thread; for c-echo its only loop). Server other threads: every other thread of the server process; for whirlwind that is the I/O thread(s), for node:net V8 and libuv helpers. Replies per server CPU-second: throughput divided by the server's CPU, i.e. how much work one core of server buys. Frames per JS batch: frames the engine delivered divided by the batches the JS thread drained (raw-echo's batchEnd count); frames per I/O wake-up: frames divided by the I/O threads' loop turns (server.stats().ioWakeups); ring stalls: times an I/O thread found its ring full. The counters are cumulative over warm-up and measured window.
+
+## Backends (the addon's probe)
+
+${backendLines.join('\n')}
+
+## Disturbances
+
+${disturbances.length ? disturbances.map((d) => `- ${d}`).join('\n') : '- none: every run kept had other CPU under ' + DEFAULTS.maxOtherCpu + '% of a core'}
 
 ## Servers
 

@@ -3,9 +3,13 @@
 // worker pool.  The engine's own benchmark target.
 //
 //   node examples/raw-echo.mjs --port <p> [--host <addr>] [--backend <name>] [--io-threads <n>]
+//                              [--work-us <n>] [--stats]
 //
 // Prints one line containing "listening" and the backend name when ready;
-// exits cleanly on SIGINT/SIGTERM.
+// exits cleanly on SIGINT/SIGTERM.  With --stats it prints, just before
+// exiting, one line `STATS {json}`: the engine's counters (server.stats())
+// plus `jsBatches`, the number of batches the JS thread drained (batchEnd
+// calls), so a benchmark can tell frames per wake-up.
 import { parseArgs } from 'node:util';
 import { listenRaw } from 'whirlwind';
 
@@ -16,6 +20,7 @@ const { values } = parseArgs({
     backend: { type: 'string', default: 'auto' },
     'io-threads': { type: 'string' },
     'work-us': { type: 'string', default: '0' },
+    stats: { type: 'boolean', default: false },
   },
 });
 
@@ -26,6 +31,7 @@ function burn(us) {
 }
 
 let server;
+let jsBatches = 0;
 try {
   server = listenRaw(
     {
@@ -39,6 +45,7 @@ try {
         if (workUs > 0) burn(workUs);
         server.send(conn, data);
       },
+      ...(values.stats ? { batchEnd() { jsBatches++; } } : {}),
     },
   );
 } catch (err) {
@@ -55,6 +62,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
     if (stopping) return;
     stopping = true;
+    if (values.stats) console.log(`STATS ${JSON.stringify({ ...server.stats(), jsBatches })}`);
     server.close().then(() => process.exit(0));
   });
 }

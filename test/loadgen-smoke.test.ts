@@ -25,11 +25,17 @@ interface EchoTarget {
   needs: string[];
 }
 
-// Every echo server the load generator is smoke-tested against.  To add
-// whirlwind's raw echo once examples/raw-echo.mjs exists, append:
-//   { name: 'whirlwind raw echo', command: [process.execPath, 'examples/raw-echo.mjs'],
-//     needs: [path.join(ROOT, 'examples', 'raw-echo.mjs')] },
-const targets: EchoTarget[] = [{ name: 'C epoll echo', command: [C_ECHO], needs: [C_ECHO] }];
+// Every echo server the load generator is smoke-tested against.  The raw
+// echo takes the engine's default backend (WHIRLWIND_BACKEND, else the best
+// available); it imports the compiled package, which `npm test` builds first.
+const targets: EchoTarget[] = [
+  { name: 'C epoll echo', command: [C_ECHO], needs: [C_ECHO] },
+  {
+    name: 'whirlwind raw echo',
+    command: [process.execPath, 'examples/raw-echo.mjs'],
+    needs: [path.join(ROOT, 'examples', 'raw-echo.mjs'), path.join(ROOT, 'dist', 'src', 'index.js')],
+  },
+];
 
 interface LoadgenResult {
   ok: boolean;
