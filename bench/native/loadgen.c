@@ -23,6 +23,15 @@
  *   connect-only    --connect-only --hold SECONDS: open the connections,
  *                   print "CONNECTED <n>" on stdout, hold them idle, then
  *                   close.  Used to measure server memory per connection.
+ *   sink            --sink N [--hold SECONDS]: open the connections, print
+ *                   "CONNECTED <n>", send nothing, and count the whole
+ *                   frames the server pushes until every connection has N
+ *                   (or --hold passes).  Reports frames, connections that
+ *                   got all N, and the span from the first frame to the
+ *                   last: the push fan-out rate is frames / span.  The
+ *                   RESULT also gives first_ns and last_ns on the system-wide
+ *                   CLOCK_MONOTONIC (Node's process.hrtime.bigint() reads
+ *                   the same clock), so a server can time from its own start.
  *
  * Output: a human summary on stdout, then one line `RESULT {json}`.
  * Latencies come from a log-linear histogram (HdrHistogram-style, below).
@@ -199,6 +208,7 @@ typedef struct {
     const char *frame_file;
     int frame_replies; /* replay: whole frames back that answer one request */
     int connect_only;
+    long sink;         /* sink mode: frames expected per connection (0 = off) */
     double hold;
     int quiet;
 } options;
@@ -240,6 +250,8 @@ static void usage(FILE *to)
         "  --frame-replies N     replay: N whole frames back answer one request (default 1)\n"
         "  --connect-only        open the connections, hold them idle, close\n"
         "  --hold S              seconds to hold in --connect-only (default 5)\n"
+        "  --sink N              send nothing; count frames pushed to each connection\n"
+        "                        until each has N (bounded by --hold)\n"
         "  -q, --quiet           only print the RESULT line\n");
 }
 
@@ -271,7 +283,7 @@ static int parse_secs(const char *name, const char *s, double lo, double hi, dou
 
 static int parse_options(int argc, char **argv)
 {
-    enum { O_HOST = 256, O_PORT, O_CTIMEOUT, O_FRAME, O_FREPLIES, O_CONNONLY, O_HOLD };
+    enum { O_HOST = 256, O_PORT, O_CTIMEOUT, O_FRAME, O_FREPLIES, O_CONNONLY, O_HOLD, O_SINK };
     static const struct option longopts[] = {
         { "host", required_argument, NULL, O_HOST },
         { "port", required_argument, NULL, O_PORT },
@@ -287,6 +299,7 @@ static int parse_options(int argc, char **argv)
         { "frame-replies", required_argument, NULL, O_FREPLIES },
         { "connect-only", no_argument, NULL, O_CONNONLY },
         { "hold", required_argument, NULL, O_HOLD },
+        { "sink", required_argument, NULL, O_SINK },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -329,6 +342,11 @@ static int parse_options(int argc, char **argv)
             opt.frame_replies = (int)v;
             break;
         case O_CONNONLY: opt.connect_only = 1; break;
+        case O_SINK:
+            if (parse_int("--sink", optarg, 1, 1L << 30, &v)) return -1;
+            opt.sink = v;
+            opt.connect_only = 1; /* connect like connect-only, then count */
+            break;
         case O_HOLD: if (parse_secs("--hold", optarg, 0, 3600, &opt.hold)) return -1; break;
         case 'q': opt.quiet = 1; break;
         case 'h': usage(stdout); exit(0);
@@ -397,6 +415,7 @@ typedef struct conn {
     uint32_t body_len, body_pos;
     int body_bad;
     uint32_t frames_for_request; /* replay: frames seen for the oldest request */
+    uint64_t sunk;               /* sink: whole frames received */
 } conn;
 
 typedef struct {
@@ -410,6 +429,8 @@ typedef struct {
     histogram *hist;
     uint64_t replies, sent, mismatches, conn_errors, bytes_in;
     int open_conns;
+    uint64_t sink_frames, sink_first, sink_last; /* sink: frames, first/last arrival (ns) */
+    int sink_done;                               /* sink: connections that got all N */
     int setup_failed;
     char setup_error[160];
     pthread_t tid;
@@ -588,6 +609,37 @@ static void parse_replies(worker *w, conn *c, const uint8_t *p, size_t n, uint64
     }
 }
 
+/* Sink mode: count whole frames in a stream of bytes (no checking). */
+static void sink_parse(conn *c, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        if (c->hdr_have < 4) {
+            size_t take = 4 - c->hdr_have;
+            if (take > n)
+                take = n;
+            memcpy(c->hdr + c->hdr_have, p, take);
+            c->hdr_have += (uint32_t)take;
+            p += take;
+            n -= take;
+            if (c->hdr_have < 4)
+                return;
+            c->body_len = (uint32_t)c->hdr[0] | (uint32_t)c->hdr[1] << 8 |
+                          (uint32_t)c->hdr[2] << 16 | (uint32_t)c->hdr[3] << 24;
+            c->body_pos = 0;
+        }
+        size_t take = c->body_len - c->body_pos;
+        if (take > n)
+            take = n;
+        c->body_pos += (uint32_t)take;
+        p += take;
+        n -= take;
+        if (c->body_pos == c->body_len) {
+            c->hdr_have = 0;
+            c->sunk++;
+        }
+    }
+}
+
 static void on_readable(worker *w, conn *c)
 {
     ssize_t n = recv(c->fd, w->rbuf, READ_CHUNK, 0);
@@ -704,6 +756,43 @@ static void *worker_main(void *arg)
     pthread_barrier_wait(&start_barrier); /* main has set t_measure_start, t_end */
     if (atomic_load(&stop_flag))
         return NULL;
+
+    if (opt.sink) {
+        /* Count whole frames per connection; stop when every connection has
+         * its N or at the deadline. */
+        while (!atomic_load_explicit(&stop_flag, memory_order_relaxed) && now_ns() < t_end &&
+               w->sink_done + w->conn_errors < (uint64_t)w->nconns) {
+            int k = epoll_wait(w->epfd, evs, MAX_EVENTS, 50);
+            for (int i = 0; i < k; i++) {
+                conn *c = evs[i].data.ptr;
+                if (c->state != C_OPEN)
+                    continue;
+                ssize_t n = recv(c->fd, w->rbuf, READ_CHUNK, 0);
+                if (n == 0) {
+                    conn_fail(w, c, "server closed the connection", 0);
+                    continue;
+                }
+                if (n < 0) {
+                    if (errno != EAGAIN && errno != EINTR)
+                        conn_fail(w, c, "recv", errno);
+                    continue;
+                }
+                uint64_t t = now_ns();
+                uint64_t before = c->sunk;
+                sink_parse(c, w->rbuf, (size_t)n);
+                if (c->sunk > before) {
+                    if (!w->sink_frames)
+                        w->sink_first = t;
+                    w->sink_last = t;
+                    w->sink_frames += c->sunk - before;
+                    if (before < (uint64_t)opt.sink && c->sunk >= (uint64_t)opt.sink)
+                        w->sink_done++;
+                }
+                w->bytes_in += (uint64_t)n;
+            }
+        }
+        return NULL;
+    }
 
     if (opt.connect_only) {
         /* Hold idle; only notice connections the server drops. */
@@ -1012,7 +1101,35 @@ int main(int argc, char **argv)
         window = 1e-9;
     double cpu_pct = tc1 > tc0 ? 100.0 * (cpu1 - cpu0) / ((double)(tc1 - tc0) / 1e9) : 0;
     double connect_secs = (double)(t_connected - t_connect0) / 1e9;
-    const char *mode = opt.connect_only ? "connect-only" : replay_bytes ? "replay" : "echo";
+    const char *mode = opt.sink ? "sink" : opt.connect_only ? "connect-only" : replay_bytes ? "replay" : "echo";
+
+    if (opt.sink) {
+        uint64_t frames = 0, first = UINT64_MAX, last = 0;
+        int done = 0;
+        for (int i = 0; i < nthreads; i++) {
+            worker *w = &workers[i];
+            frames += w->sink_frames;
+            done += w->sink_done;
+            if (w->sink_frames && w->sink_first < first)
+                first = w->sink_first;
+            if (w->sink_last > last)
+                last = w->sink_last;
+        }
+        double span = frames > 1 && last > first ? (double)(last - first) / 1e9 : 0;
+        double srate = span > 0 ? (double)(frames - 1) / span : 0;
+        int complete = done == opt.connections;
+        if (!opt.quiet)
+            printf("sink: %d connections, %" PRIu64 " frames (%d connections got all %ld) in %.3f s: %.0f frames/s; "
+                   "%" PRIu64 " connection errors\n",
+                   opt.connections, frames, done, opt.sink, span, srate, conn_errors);
+        printf("RESULT {\"ok\":%s,\"mode\":\"sink\",\"connections\":%d,\"connect_s\":%.3f,\"expected_per_conn\":%ld,"
+               "\"frames\":%" PRIu64 ",\"complete_conns\":%d,\"span_s\":%.6f,\"rate\":%.1f,\"bytes_in\":%" PRIu64 ","
+               "\"errors\":%" PRIu64 ",\"cpu_pct\":%.1f,\"first_ns\":%" PRIu64 ",\"last_ns\":%" PRIu64 "}\n",
+               complete && !errors ? "true" : "false", opt.connections, connect_secs, opt.sink, frames, done, span,
+               srate, bytes_in, errors, cpu_pct, frames ? first : 0, last);
+        fflush(stdout);
+        return complete && !errors ? 0 : EXIT_RUN_ERRORS;
+    }
 
     if (opt.connect_only) {
         if (!opt.quiet)
