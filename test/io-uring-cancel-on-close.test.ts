@@ -61,8 +61,9 @@ describe.skipIf(!uringAvailable).each([
     expect(server.closeConnection(conn, { flush: false })).toBe(true);
     c.socket.resume();
     await c.waitClosed();
-    await until(() => server.stats().connections.open === 0, 5000, 'open count 0');
+    await until(() => closes.has(conn), 5000, 'the close event');
     expect(closes.get(conn)!.map((i) => i.reason)).toEqual(['local']);
+    await until(() => server.stats().connections.open === 0, 5000, 'open count 0');
     // The server goes on serving.
     const d = await FramedClient.connect(server.port);
     clients.push(d);

@@ -660,7 +660,7 @@ class UringPoller final : public Poller {
 
   void release(uint16_t buf) override {
     // Bad input (an id out of range, or one not lent) is ignored.
-    if (buf >= buf_count_ || buf_lends_[buf] == 0) return;
+    if (buf >= buf_count_ || (buf_lends_[buf] & ~kKernelDone) == 0) return;
     --buf_lends_[buf];
     if (buf_lends_[buf] == kKernelDone) provide(buf);
   }
@@ -925,14 +925,15 @@ class UringPoller final : public Poller {
       deliver(out, n, cap, make(CompKind::kAcceptError, nullptr, res));
     }
     if (current && !accept_armed_ && !accept_paused_) {
-      // The kernel ended the multishot accept.  After a resource error
-      // (EMFILE, ENFILE, ENOBUFS, ENOMEM) step back for a moment and let
-      // connections close, as the epoll backend does; otherwise re-arm now.
-      if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+      // The kernel ended the multishot accept.  After a success or a
+      // transient error, re-arm now.  After anything else (EMFILE, ENFILE,
+      // ENOBUFS, ENOMEM, or a listener gone bad) step back for a moment, as
+      // the epoll backend does, rather than spin on the same error.
+      if (res >= 0 || res == -ECONNABORTED || res == -EINTR || res == -EAGAIN || res == -EPROTO) {
+        arm_accept();
+      } else {
         accept_paused_ = true;
         accept_resume_at_ = now_ms() + 100;
-      } else {
-        arm_accept();
       }
     }
   }
