@@ -76,6 +76,9 @@ export interface ActorServerStats {
   /** Connections whose reading is paused by the mailbox limit. */
   pausedConnections: number;
   tasksInFlight: number;
+  /** Requests accepted into mailboxes (not counting those answered without a turn). */
+  requests: number;
+  /** Worker tasks run, and turns in them (a turn: one connection's run of requests, or a hook). */
   tasks: number;
   turns: number;
   failedTurns: number;
@@ -128,7 +131,7 @@ export class ActorServer extends EventEmitter {
   #paused = 0;
   #tasksInFlight = 0;
   #maxTasksInFlight: number;
-  #counters = { tasks: 0, turns: 0, failedTurns: 0 };
+  #counters = { requests: 0, tasks: 0, turns: 0, failedTurns: 0 };
   #closing: Promise<void> | null = null;
   #shuttingDown = false;
   #onSettled: (() => void) | null = null;
@@ -415,6 +418,7 @@ export class ActorServer extends EventEmitter {
         const max = this.options.maxQueue;
         if (max > 0 && this.#waiting >= max) return this.#answer(c, data, ErrorCode.OVERLOADED, `more than maxQueue (${max}) requests are waiting`);
         this.#waiting++;
+        this.#counters.requests++;
         c.requests++;
         if (c.requests >= this.options.mailboxLimit && !c.paused) {
           c.paused = true;
