@@ -134,6 +134,8 @@ export class ActorServer extends EventEmitter {
   #counters = { requests: 0, tasks: 0, turns: 0, failedTurns: 0 };
   #closing: Promise<void> | null = null;
   #shuttingDown = false;
+  /** The engine and pool are being stopped: no more tasks, no more events about turns. */
+  #stopped = false;
   #onSettled: (() => void) | null = null;
   #onAllClosed: (() => void) | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
@@ -358,16 +360,7 @@ export class ActorServer extends EventEmitter {
         return;
       }
       // Requests already queued are accepted: they run.  Wait for them.
-      if (!this.#settled()) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, deadlineMs);
-          this.#onSettled = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.#onSettled = null;
-      }
+      await this.#whenSettled(deadlineMs);
       // Past the deadline: answer everything left, in order, without waiting.
       for (const c of this.#conns.values()) this.#abandon(c, ErrorCode.SHUTTING_DOWN, 'the server is shutting down');
       for (const c of this.#conns.values()) {
@@ -383,6 +376,9 @@ export class ActorServer extends EventEmitter {
           };
         });
       }
+      // onClosed turns of the connections just closed run before the pool stops.
+      await this.#whenSettled(1000);
+      this.#stopped = true;
       await this.#raw.close();
       await this.#pool?.destroy();
     })();
@@ -599,6 +595,7 @@ export class ActorServer extends EventEmitter {
   // ---------------------------------------------------------------------------
 
   #dispatch(): void {
+    if (this.#stopped) return;
     while (this.#tasksInFlight < this.#maxTasksInFlight && this.#readyHead < this.#ready.length) {
       const free = this.#maxTasksInFlight - this.#tasksInFlight;
       const readyCount = this.#ready.length - this.#readyHead;
@@ -768,6 +765,7 @@ export class ActorServer extends EventEmitter {
   }
 
   #onTaskFailed(conns: Conn[], error: unknown, timedOut: boolean): void {
+    if (this.#stopped) return; // the pool was destroyed under it at shutdown: nobody left to answer
     const code = timedOut ? ErrorCode.TIMEOUT : ErrorCode.INTERNAL;
     const message = timedOut
       ? `a handler kept its worker busy past handlerTimeoutMs (${this.options.handlerTimeoutMs} ms); the worker was stopped`
@@ -829,6 +827,19 @@ export class ActorServer extends EventEmitter {
         this.#raw!.write(c.id, this.#encoder.encodePrefixed(Messages.error(id, code, message, undefined, { checksum: this.#checksum(it.frame) })));
       } else if (it.k === OUT) this.#send(c, it);
     }
+  }
+
+  /** Resolves when nothing is queued or running, or after `ms`. */
+  async #whenSettled(ms: number): Promise<void> {
+    if (this.#settled()) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#onSettled = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#onSettled = null;
   }
 
   #settled(): boolean {
