@@ -44,4 +44,20 @@ describe('actor server close', () => {
     expect(results.filter((r) => !r.ok).length).toBeGreaterThan(0);
     await waitFor(() => c.state === 'closed', 'client closed');
   });
+
+  it('closes gracefully on SIGTERM when closeOnSignals() wired it', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    const before = process.listenerCount('SIGTERM');
+    const off = s.closeOnSignals({ deadlineMs: 1000 });
+    expect(process.listenerCount('SIGTERM')).toBe(before + 1);
+    const pending = c.request('sleep', { ms: 100, value: 'finished' });
+    await waitFor(() => s.stats().requests >= 1, 'request accepted');
+    process.emit('SIGTERM', 'SIGTERM');
+    expect((await pending).body).toBe('finished');
+    await waitFor(() => c.state === 'closed', 'client closed');
+    expect(c.goAway).toMatchObject({ code: ErrorCode.SHUTTING_DOWN });
+    expect(process.listenerCount('SIGTERM')).toBe(before);
+    off();
+  });
 });

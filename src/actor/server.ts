@@ -385,6 +385,25 @@ export class ActorServer extends EventEmitter {
     return this.#closing;
   }
 
+  /**
+   * Wires process signals (default SIGTERM and SIGINT) to a graceful
+   * `close(options)`.  The process is not exited: it ends by itself once the
+   * server (and whatever else the application runs) has stopped.  Returns a
+   * function that removes the handlers.
+   */
+  closeOnSignals(options: CloseOptions & { signals?: NodeJS.Signals[] } = {}): () => void {
+    const { signals = ['SIGTERM', 'SIGINT'], ...closeOptions } = options;
+    const onSignal = (): void => {
+      off();
+      void this.close(closeOptions);
+    };
+    const off = (): void => {
+      for (const sig of signals) process.removeListener(sig, onSignal);
+    };
+    for (const sig of signals) process.on(sig, onSignal);
+    return off;
+  }
+
   // ---------------------------------------------------------------------------
   // Engine events
   // ---------------------------------------------------------------------------
