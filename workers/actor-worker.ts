@@ -19,7 +19,9 @@ import { workerData } from 'piscina';
 import {
   type ClosedInfo,
   type MainThreadApi,
+  PUSH_POLICIES,
   type PushOptions,
+  type PushPolicy,
   ReplyError,
   type SocketActor,
   type TurnContext,
@@ -30,6 +32,7 @@ import {
   type Cmd,
   CmdOp,
   MAIN_PORT_KEY,
+  POLICY_CODES,
   RESULT_TURN_HEADER,
   TASK_TURN_HEADER,
   type Task,
@@ -69,9 +72,9 @@ function loadActor(): Promise<typeof SocketActor> {
 
 /** A command whose push frame is still a Buffer; offsets are assigned when the result is assembled. */
 type PendingCmd =
-  | { op: 0; targets: number[]; frame: Buffer }
-  | { op: 1; group: string; frame: Buffer; except: number }
-  | { op: 2; frame: Buffer; except: number }
+  | { op: 0; targets: number[]; frame: Buffer; policy: number; key: string | null }
+  | { op: 1; group: string; frame: Buffer; except: number; policy: number; key: string | null }
+  | { op: 2; frame: Buffer; except: number; policy: number; key: string | null }
   | { op: 3 | 4; group: string };
 
 interface TurnOut {
@@ -122,25 +125,28 @@ class Ctx implements TurnContext {
     this.selfPushes.push(encoder.encodePrefixed(Messages.push(topic, body, options)));
   }
 
-  pushTo(conns: number | readonly number[], topic: string, body?: unknown, options?: SendOptions): void {
+  pushTo(conns: number | readonly number[], topic: string, body?: unknown, options: PushOptions = {}): void {
     if (!this.live) return;
+    const { exceptSelf: _e, policy, coalesceKey, ...send } = options;
     const list = typeof conns === 'number' ? [conns] : [...conns];
-    const frame = encoder.encodePrefixed(Messages.push(topic, body, options));
+    const frame = encoder.encodePrefixed(Messages.push(topic, body, send));
     const others = list.filter((c) => c !== this.conn);
     if (others.length !== list.length) this.selfPushes.push(frame);
-    if (others.length > 0) this.turn.cmds.push({ op: CmdOp.PUSH_TO, targets: others, frame });
+    if (others.length > 0) this.turn.cmds.push({ op: CmdOp.PUSH_TO, targets: others, frame, ...policyOf(policy, coalesceKey) });
   }
 
   pushToGroup(group: string, topic: string, body?: unknown, options: PushOptions = {}): void {
     if (!this.live) return;
-    const { exceptSelf, ...send } = options;
-    this.turn.cmds.push({ op: CmdOp.PUSH_GROUP, group: String(group), frame: encoder.encodePrefixed(Messages.push(topic, body, send)), except: exceptSelf ? this.conn : -1 });
+    const { exceptSelf, policy, coalesceKey, ...send } = options;
+    const frame = encoder.encodePrefixed(Messages.push(topic, body, send));
+    this.turn.cmds.push({ op: CmdOp.PUSH_GROUP, group: String(group), frame, except: exceptSelf ? this.conn : -1, ...policyOf(policy, coalesceKey) });
   }
 
   broadcast(topic: string, body?: unknown, options: PushOptions = {}): void {
     if (!this.live) return;
-    const { exceptSelf, ...send } = options;
-    this.turn.cmds.push({ op: CmdOp.BROADCAST, frame: encoder.encodePrefixed(Messages.push(topic, body, send)), except: exceptSelf ? this.conn : -1 });
+    const { exceptSelf, policy, coalesceKey, ...send } = options;
+    const frame = encoder.encodePrefixed(Messages.push(topic, body, send));
+    this.turn.cmds.push({ op: CmdOp.BROADCAST, frame, except: exceptSelf ? this.conn : -1, ...policyOf(policy, coalesceKey) });
   }
 
   join(group: string): void {
@@ -154,6 +160,15 @@ class Ctx implements TurnContext {
   close(reason = ''): void {
     if (this.live) this.turn.close = String(reason);
   }
+}
+
+/** A push policy as a command carries it; a bad one throws in the handler (so the handler's caller hears of it). */
+function policyOf(policy: PushPolicy | undefined, key: string | undefined): { policy: number; key: string | null } {
+  if (policy === undefined) return { policy: -1, key: null };
+  const code = (POLICY_CODES as Record<string, number>)[policy];
+  if (code === undefined) throw new TypeError(`push policy must be one of ${PUSH_POLICIES.join(', ')} (got ${String(policy)})`);
+  if (policy === 'coalesce' && typeof key !== 'string') throw new TypeError("push policy 'coalesce' needs a coalesceKey string");
+  return { policy: code, key: policy === 'coalesce' ? key! : null };
 }
 
 function withTimeout(p: PromiseLike<unknown>, ms: number): Promise<unknown> {
@@ -392,9 +407,9 @@ function assemble(outs: TurnOut[]): TaskResult {
           pos += c.frame.length;
         }
         switch (c.op) {
-          case CmdOp.PUSH_TO: cmds.push([CmdOp.PUSH_TO, c.targets, off, c.frame.length]); break;
-          case CmdOp.PUSH_GROUP: cmds.push([CmdOp.PUSH_GROUP, c.group, off, c.frame.length, c.except]); break;
-          case CmdOp.BROADCAST: cmds.push([CmdOp.BROADCAST, off, c.frame.length, c.except]); break;
+          case CmdOp.PUSH_TO: cmds.push([CmdOp.PUSH_TO, c.targets, off, c.frame.length, c.policy, c.key]); break;
+          case CmdOp.PUSH_GROUP: cmds.push([CmdOp.PUSH_GROUP, c.group, off, c.frame.length, c.except, c.policy, c.key]); break;
+          case CmdOp.BROADCAST: cmds.push([CmdOp.BROADCAST, off, c.frame.length, c.except, c.policy, c.key]); break;
           default: cmds.push([c.op, c.group]);
         }
       }

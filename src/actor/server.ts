@@ -29,17 +29,30 @@ import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from
 import { ErrorCode, ProtocolError } from '../protocol/errors.js';
 import { Flag, Kind } from '../protocol/layout.js';
 import { ServerCodec } from '../protocol/server.js';
-import { type ActorShape, type ClosedInfo, type MainThreadApi, type TurnFailure, actorClassOf, shapeOf } from './actor.js';
+import { type ActorShape, type ClosedInfo, type MainThreadApi, PUSH_POLICIES, type PushOptions, type TurnFailure, actorClassOf, shapeOf } from './actor.js';
 import { type ActorServerOptions, type ResolvedActorOptions, resolveActorOptions } from './options.js';
-import { type Cmd, CmdOp, MAIN_PORT_KEY, RESULT_TURN_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, TurnKind, type WorkerInit } from './wire.js';
+import { type Cmd, CmdOp, MAIN_PORT_KEY, POLICY_CODES, RESULT_TURN_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, TurnKind, type WorkerInit } from './wire.js';
 
 const REQ = 0;
 const OUT = 1;
 const HOOK = 2;
 type Item =
   | { k: typeof REQ; frame: Buffer }
-  | { k: typeof OUT; bytes: Uint8Array; close: string | null }
+  | { k: typeof OUT; bytes: Uint8Array; close: string | null; policy: number; key: string | null }
   | { k: typeof HOOK; kind: number; info: ClosedInfo | TurnFailure | null };
+
+/** A push held for a slow consumer. */
+interface Held {
+  bytes: Uint8Array;
+  key: string | null;
+}
+
+/** Push policy codes (wire.ts POLICY_CODES); -1 is "none given"; ANSWER marks answers, never held or dropped. */
+const ANSWER = -2;
+const P_QUEUE = 0;
+const P_DROP_NEW = 2;
+const P_CLOSE = 3;
+const P_COALESCE = 4;
 
 class Conn {
   state: Uint8Array | null = null;
@@ -60,6 +73,12 @@ class Conn {
   /** Heartbeat clock tick of the last frame received; the tick a PING went out (0: none outstanding). */
   seen = 0;
   pingAt = 0;
+  /** Slow consumer: its unsent bytes passed sendHighWaterBytes and no drain came yet.  Pushes wait in `held`. */
+  congested = false;
+  /** Bytes written since its unsent bytes were last looked at. */
+  unchecked = 0;
+  held: Held[] = [];
+  heldBytes = 0;
   constructor(
     readonly id: number,
     readonly peer: PeerAddress,
@@ -84,6 +103,11 @@ export interface ActorServerStats {
   failedTurns: number;
   /** Worker threads alive now. */
   workers: number;
+  /** Connections that are slow consumers now, and the push bytes held for them. */
+  slowConsumers: number;
+  heldPushBytes: number;
+  /** Pushes not delivered because their receiver was a slow consumer, by what happened. */
+  pushDrops: { dropOldest: number; dropNew: number; coalesced: number; closed: number };
 }
 
 /** Options of {@link ActorServer.close}. */
@@ -141,6 +165,12 @@ export class ActorServer extends EventEmitter {
   #heartbeat: NodeJS.Timeout | null = null;
   #tick = 1;
   #api: MainThreadApi;
+  #checkEvery = 65536;
+  #defaultPolicy = 0;
+  #heldBytes = 0;
+  #drops = { dropOldest: 0, dropNew: 0, coalesced: 0, closed: 0 };
+  #slow = new Set<Conn>();
+  #slowTimer: NodeJS.Timeout | null = null;
 
   constructor(options: ActorServerOptions) {
     super();
@@ -157,6 +187,7 @@ export class ActorServer extends EventEmitter {
       requireChecksum: o.requireChecksum,
     });
     this.#maxTasksInFlight = o.maxWorkers;
+    this.#defaultPolicy = POLICY_CODES[o.defaultPushPolicy];
     this.#api = Object.freeze({
       onlineCount: async () => this.onlineCount,
       isConnected: async (conn: number) => this.isConnected(conn),
@@ -236,12 +267,15 @@ export class ActorServer extends EventEmitter {
         open: (conn, peer) => this.#onOpen(conn, peer),
         frame: (conn, data, check) => this.#onFrame(conn, data, check),
         close: (conn, info) => this.#onClose(conn, info),
+        drain: (conn) => this.#onDrain(conn),
         batchEnd: () => this.#dispatch(),
       });
     } catch (e) {
       await pool.destroy();
       throw e;
     }
+    // Look at unsent bytes about four times per high-water mark written.
+    this.#checkEvery = Math.max(4096, Math.floor(this.#raw.options.sendHighWaterBytes / 4));
     if (o.heartbeatIntervalMs > 0) {
       this.#heartbeat = setInterval(() => this.#beat(), o.heartbeatIntervalMs);
       this.#heartbeat.unref();
@@ -278,26 +312,41 @@ export class ActorServer extends EventEmitter {
     return [...(this.#groups.get(group) ?? [])];
   }
 
-  /** Push to one connection or a list; each gets it after its turn in flight (if any). Returns how many it was queued to. */
-  push(conns: number | readonly number[], topic: string, body?: unknown, options?: SendOptions): number {
-    const frame = this.#encoder.encodePrefixed(Messages.push(topic, body, options));
+  /**
+   * Push to one connection or a list; each gets it after its turn in flight
+   * (if any), and under its push policy if it is a slow consumer.  Returns
+   * how many it was queued to.
+   */
+  push(conns: number | readonly number[], topic: string, body?: unknown, options: PushOptions = {}): number {
+    const { frame, policy, key } = this.#pushFrame(topic, body, options);
     let n = 0;
-    for (const id of typeof conns === 'number' ? [conns] : conns) if (this.#deliver(id, frame)) n++;
+    for (const id of typeof conns === 'number' ? [conns] : conns) if (this.#deliver(id, frame, policy, key)) n++;
     return n;
   }
 
-  pushToGroup(group: string, topic: string, body?: unknown, options?: SendOptions & { except?: number }): number {
-    const frame = this.#encoder.encodePrefixed(Messages.push(topic, body, options));
+  pushToGroup(group: string, topic: string, body?: unknown, options: PushOptions & { except?: number } = {}): number {
+    const { frame, policy, key } = this.#pushFrame(topic, body, options);
     let n = 0;
-    for (const id of this.#groups.get(group) ?? []) if (id !== options?.except && this.#deliver(id, frame)) n++;
+    for (const id of this.#groups.get(group) ?? []) if (id !== options.except && this.#deliver(id, frame, policy, key)) n++;
     return n;
   }
 
-  broadcast(topic: string, body?: unknown, options?: SendOptions & { except?: number }): number {
-    const frame = this.#encoder.encodePrefixed(Messages.push(topic, body, options));
+  broadcast(topic: string, body?: unknown, options: PushOptions & { except?: number } = {}): number {
+    const { frame, policy, key } = this.#pushFrame(topic, body, options);
     let n = 0;
-    for (const c of this.#conns.values()) if (c.id !== options?.except && this.#deliver(c.id, frame)) n++;
+    for (const c of this.#conns.values()) if (c.id !== options.except && this.#deliver(c.id, frame, policy, key)) n++;
     return n;
+  }
+
+  #pushFrame(topic: string, body: unknown, options: PushOptions & { except?: number }): { frame: Buffer; policy: number; key: string | null } {
+    const { exceptSelf: _s, except: _e, policy, coalesceKey, ...send } = options;
+    let code = -1;
+    if (policy !== undefined) {
+      code = (POLICY_CODES as Record<string, number>)[policy] ?? -1;
+      if (code < 0) throw new TypeError(`options.policy must be one of ${PUSH_POLICIES.join(', ')} (got ${String(policy)})`);
+      if (policy === 'coalesce' && typeof coalesceKey !== 'string') throw new TypeError("options.coalesceKey must be a string for policy 'coalesce'");
+    }
+    return { frame: this.#encoder.encodePrefixed(Messages.push(topic, body, send)), policy: code, key: policy === 'coalesce' ? coalesceKey! : null };
   }
 
   join(conn: number, group: string): boolean {
@@ -336,6 +385,9 @@ export class ActorServer extends EventEmitter {
       tasksInFlight: this.#tasksInFlight,
       ...this.#counters,
       workers: this.#pool?.threads.length ?? 0,
+      slowConsumers: [...this.#slow].filter((c) => c.congested && !c.closed).length,
+      heldPushBytes: this.#heldBytes,
+      pushDrops: { ...this.#drops },
     };
   }
 
@@ -354,6 +406,8 @@ export class ActorServer extends EventEmitter {
     if (!Number.isInteger(deadlineMs) || deadlineMs < 0) throw new TypeError(`options.deadlineMs must be an integer >= 0, got ${String(deadlineMs)}`);
     this.#shuttingDown = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#slowTimer) clearInterval(this.#slowTimer);
+    this.#slowTimer = null;
     this.#closing = (async () => {
       if (!this.#raw) {
         await this.#pool?.destroy();
@@ -472,6 +526,7 @@ export class ActorServer extends EventEmitter {
       this.#paused--;
     }
     if (c.groups) for (const g of [...c.groups]) this.#leave(c, g);
+    this.#dropHeld(c);
     // What waits in the mailbox can no longer be answered.
     for (let i = c.head; i < c.box.length; i++) if (c.box[i]!.k === REQ) this.#waiting--;
     c.box = [];
@@ -496,7 +551,7 @@ export class ActorServer extends EventEmitter {
   /** Answer a request without running it (in its place in the order). */
   #answer(c: Conn, frame: Buffer, code: number, message: string): void {
     const id = frame.readUInt32LE(4);
-    this.#enqueue(c, { k: OUT, bytes: this.#encoder.encodePrefixed(Messages.error(id, code, message, undefined, { checksum: this.#checksum(frame) })), close: null });
+    this.#enqueue(c, { k: OUT, bytes: this.#encoder.encodePrefixed(Messages.error(id, code, message, undefined, { checksum: this.#checksum(frame) })), close: null, policy: ANSWER, key: null });
   }
 
   /** A frame the I/O thread's check (or the kind rules) refused: ERROR in order, or GOAWAY and close. */
@@ -512,8 +567,8 @@ export class ActorServer extends EventEmitter {
     if (close) {
       c.closing = true;
       this.raw.pauseReading(c.id);
-      this.#enqueue(c, { k: OUT, bytes: answer ? this.#encoder.encodePrefixed(answer) : new Uint8Array(0), close: (error as Error).message });
-    } else if (answer) this.#enqueue(c, { k: OUT, bytes: this.#encoder.encodePrefixed(answer), close: null });
+      this.#enqueue(c, { k: OUT, bytes: answer ? this.#encoder.encodePrefixed(answer) : new Uint8Array(0), close: (error as Error).message, policy: ANSWER, key: null });
+    } else if (answer) this.#enqueue(c, { k: OUT, bytes: this.#encoder.encodePrefixed(answer), close: null, policy: ANSWER, key: null });
   }
 
   #enqueue(c: Conn, item: Item): void {
@@ -525,8 +580,11 @@ export class ActorServer extends EventEmitter {
     if (c.running === null && c.head === c.box.length - 1) this.#pump(c);
   }
 
-  #send(c: Conn, item: { bytes: Uint8Array; close: string | null }): void {
-    if (item.bytes.length > 0) this.#raw!.write(c.id, item.bytes);
+  #send(c: Conn, item: { bytes: Uint8Array; close: string | null; policy: number; key: string | null }): void {
+    if (item.bytes.length > 0) {
+      if (item.policy === ANSWER) this.#write(c, item.bytes);
+      else this.#pushOut(c, item.bytes, item.policy, item.key);
+    }
     if (item.close !== null) {
       c.closing = true;
       c.closeReason = item.close;
@@ -535,12 +593,120 @@ export class ActorServer extends EventEmitter {
   }
 
   /** Deliver a push frame to a connection; false when it is gone. */
-  #deliver(id: number, frame: Uint8Array): boolean {
+  #deliver(id: number, frame: Uint8Array, policy: number, key: string | null): boolean {
     const c = this.#conns.get(id);
     if (c === undefined || c.closed || c.closing) return false;
-    if (c.running === null && c.head === c.box.length) this.#raw!.write(id, frame);
-    else c.box.push({ k: OUT, bytes: frame, close: null });
+    if (c.running === null && c.head === c.box.length) this.#pushOut(c, frame, policy, key);
+    else c.box.push({ k: OUT, bytes: frame, close: null, policy, key });
     return true;
+  }
+
+  /**
+   * Writes bytes to a connection and, every so many bytes, looks at how
+   * much of what it was sent is still unsent: past sendHighWaterBytes it is a
+   * slow consumer until the engine's drain event.
+   */
+  #write(c: Conn, bytes: Uint8Array): void {
+    const raw = this.#raw!;
+    if (!raw.write(c.id, bytes)) return;
+    c.unchecked += bytes.length;
+    if (c.unchecked >= this.#checkEvery) {
+      c.unchecked = 0;
+      if (!c.congested && raw.pendingBytes(c.id) > raw.options.sendHighWaterBytes) this.#congest(c);
+    }
+  }
+
+  /**
+   * Marks a slow consumer.  The engine's drain event normally ends it, but
+   * the engine arms that event on its I/O thread, which may already have
+   * written the bytes below the mark by then; so slow consumers are also
+   * looked at every 25 ms, and one whose unsent bytes fell to
+   * sendLowWaterBytes is treated as drained.
+   */
+  #congest(c: Conn): void {
+    c.congested = true;
+    this.#slow.add(c);
+    if (this.#slowTimer === null) {
+      this.#slowTimer = setInterval(() => {
+        const raw = this.#raw!;
+        for (const x of this.#slow) {
+          if (x.closed || x.closing || !x.congested) this.#slow.delete(x);
+          else if (raw.pendingBytes(x.id) <= raw.options.sendLowWaterBytes) this.#onDrain(x.id);
+        }
+        if (this.#slow.size === 0 && this.#slowTimer) {
+          clearInterval(this.#slowTimer);
+          this.#slowTimer = null;
+        }
+      }, 25);
+      this.#slowTimer.unref();
+    }
+  }
+
+  /** A push reaches the wire, or, for a slow consumer, its policy. */
+  #pushOut(c: Conn, bytes: Uint8Array, policy: number, key: string | null): void {
+    if (!c.congested && c.held.length === 0) return this.#write(c, bytes);
+    const p = policy < 0 ? this.#defaultPolicy : policy;
+    const budget = this.options.outboundBudgetBytes;
+    const drops = this.#drops;
+    switch (p) {
+      case P_DROP_NEW:
+        drops.dropNew++;
+        return;
+      case P_CLOSE:
+        drops.closed++;
+        if (!c.closing) this.#goAway(c, ErrorCode.OVERLOADED, 'slow consumer');
+        return;
+      case P_COALESCE: {
+        const i = c.held.findIndex((h) => h.key === key);
+        if (i >= 0) {
+          const delta = bytes.length - c.held[i]!.bytes.length;
+          c.heldBytes += delta;
+          this.#heldBytes += delta;
+          c.held[i] = { bytes: copyIfView(bytes), key };
+          drops.coalesced++;
+          return;
+        }
+        break;
+      }
+    }
+    c.held.push({ bytes: copyIfView(bytes), key });
+    c.heldBytes += bytes.length;
+    this.#heldBytes += bytes.length;
+    if (c.heldBytes <= budget) return;
+    if (p === P_QUEUE) {
+      // A bounded queue that is full: the connection cannot keep up at all.
+      drops.closed++;
+      this.#dropHeld(c);
+      if (!c.closing) this.#goAway(c, ErrorCode.OVERLOADED, 'slow consumer: outboundBudgetBytes exceeded');
+      return;
+    }
+    // drop-oldest (and coalesce under a new key): the oldest held pushes go.
+    while (c.heldBytes > budget && c.held.length > 0) {
+      const old = c.held.shift()!;
+      c.heldBytes -= old.bytes.length;
+      this.#heldBytes -= old.bytes.length;
+      drops.dropOldest++;
+    }
+  }
+
+  #dropHeld(c: Conn): void {
+    this.#heldBytes -= c.heldBytes;
+    c.held = [];
+    c.heldBytes = 0;
+  }
+
+  /** The engine's drain: the slow consumer caught up; its held pushes go, in order, while it keeps up. */
+  #onDrain(conn: number): void {
+    const c = this.#conns.get(conn);
+    if (c === undefined) return;
+    c.congested = false;
+    this.#slow.delete(c);
+    while (c.held.length > 0 && !c.congested && !c.closed && !c.closing) {
+      const h = c.held.shift()!;
+      c.heldBytes -= h.bytes.length;
+      this.#heldBytes -= h.bytes.length;
+      this.#write(c, h.bytes);
+    }
   }
 
   /** Move the head of an idle mailbox: write OUT items, make the connection ready for a REQ or HOOK. */
@@ -730,7 +896,7 @@ export class ActorServer extends EventEmitter {
         c.state = buf.subarray(pos, pos + stateLen).slice();
         pos += stateLen;
       }
-      if (outLen > 0 && !c.closed && !c.closing) this.#raw!.write(c.id, buf.subarray(pos, pos + outLen));
+      if (outLen > 0 && !c.closed && !c.closing) this.#write(c, buf.subarray(pos, pos + outLen));
       pos = end;
       if (extras !== null) {
         if (extras.failures) {
@@ -752,17 +918,17 @@ export class ActorServer extends EventEmitter {
       switch (cmd[0]) {
         case CmdOp.PUSH_TO: {
           const frame = copyOnce(buf, cmd[2], cmd[3]);
-          for (const id of cmd[1]) this.#deliverShared(id, frame);
+          for (const id of cmd[1]) this.#deliverShared(id, frame, cmd[4], cmd[5]);
           break;
         }
         case CmdOp.PUSH_GROUP: {
           const frame = copyOnce(buf, cmd[2], cmd[3]);
-          for (const id of this.#groups.get(cmd[1]) ?? []) if (id !== cmd[4]) this.#deliverShared(id, frame);
+          for (const id of this.#groups.get(cmd[1]) ?? []) if (id !== cmd[4]) this.#deliverShared(id, frame, cmd[5], cmd[6]);
           break;
         }
         case CmdOp.BROADCAST: {
           const frame = copyOnce(buf, cmd[1], cmd[2]);
-          for (const id of this.#conns.keys()) if (id !== cmd[3]) this.#deliverShared(id, frame);
+          for (const id of this.#conns.keys()) if (id !== cmd[3]) this.#deliverShared(id, frame, cmd[4], cmd[5]);
           break;
         }
         case CmdOp.JOIN:
@@ -775,12 +941,12 @@ export class ActorServer extends EventEmitter {
     }
   }
 
-  /** #deliver for a frame that lives in a result buffer: copied (once) only if it has to wait in a mailbox. */
-  #deliverShared(id: number, frame: SharedFrame): void {
+  /** #deliver for a frame that lives in a result buffer: copied (once) only if it has to wait. */
+  #deliverShared(id: number, frame: SharedFrame, policy: number, key: string | null): void {
     const c = this.#conns.get(id);
     if (c === undefined || c.closed || c.closing) return;
-    if (c.running === null && c.head === c.box.length) this.#raw!.write(id, frame.view);
-    else c.box.push({ k: OUT, bytes: frame.copy(), close: null });
+    if (c.running === null && c.head === c.box.length) this.#pushOut(c, c.congested || c.held.length > 0 ? frame.copy() : frame.view, policy, key);
+    else c.box.push({ k: OUT, bytes: frame.copy(), close: null, policy, key });
   }
 
   #onTaskFailed(conns: Conn[], error: unknown, timedOut: boolean): void {
@@ -894,6 +1060,11 @@ function cmdEnd(cmd: Cmd): number {
     default:
       return 0;
   }
+}
+
+/** A private copy of bytes that may be a view into a larger or reused buffer. */
+function copyIfView(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
 }
 
 function actionOf(frame: Buffer): string {
