@@ -144,4 +144,24 @@ describe('actor request and reply', () => {
     await waitFor(() => a.state === 'closed', 'a closed');
     expect(a.goAway).toMatchObject({ message: 'main says bye' });
   });
+
+  it('reports per-action handler times, per-worker turns, mailbox depth and slow turns in flight', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => c.request('echo', i)));
+    const slow = c.request('sleep', { ms: 300, value: 1 });
+    await new Promise((r) => setTimeout(r, 150));
+    const during = s.stats({ slowTurnMs: 100 });
+    expect(during.slowTurns).toEqual([expect.objectContaining({ conn: expect.any(Number), action: 'sleep', requests: 1 })]);
+    expect(during.slowTurns[0]!.ms).toBeGreaterThanOrEqual(100);
+    expect(during.mailboxItems).toBe(1);
+    expect(during.deepestMailbox).toBe(1);
+    await slow;
+    const after = s.stats();
+    expect(after.actions.echo!.requests).toBe(20);
+    expect(after.actions.sleep!.requests).toBe(1);
+    expect(after.actions.sleep!.maxMs).toBeGreaterThanOrEqual(250);
+    expect(Object.values(after.workerTurns).reduce((a, b) => a + b, 0)).toBe(after.turns);
+    expect(after.slowTurns).toEqual([]);
+  });
 });

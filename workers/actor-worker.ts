@@ -11,7 +11,7 @@
 // At start the worker hands the main thread one end of a MessageChannel
 // (through piscina's parentPort 'message' event); the other end carries
 // comlink calls from handlers (ctx.main.onlineCount() ...).
-import { MessageChannel, parentPort } from 'node:worker_threads';
+import { MessageChannel, parentPort, threadId } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import * as Comlink from 'comlink';
 import { Packr } from 'msgpackr';
@@ -298,22 +298,34 @@ function runRequest(actor: SocketActor<unknown>, turn: TurnOut, frame: Buffer): 
   }
   const ctx = new Ctx(turn, spec.conn, spec.peer, msg.action, id, msg.attachment, checksum);
   const limit = init.handlerTimeoutMs;
-  const t0 = limit > 0 ? performance.now() : 0;
+  const t0 = performance.now();
   let r: unknown;
   try {
     r = handler.call(actor, msg.body, ctx);
   } catch (e) {
+    timed(ctx.action, performance.now() - t0);
     return settle(ctx, turn, e, true);
   }
   if (isThenable(r)) {
     const p = limit > 0 ? withTimeout(r, limit) : Promise.resolve(r);
     return p.then(
-      (v) => settle(ctx, turn, v, false),
-      (e: unknown) => settle(ctx, turn, e, true),
+      (v) => (timed(ctx.action, performance.now() - t0), settle(ctx, turn, v, false)),
+      (e: unknown) => (timed(ctx.action, performance.now() - t0), settle(ctx, turn, e, true)),
     );
   }
   // A synchronous handler cannot be interrupted; past its time its result is discarded all the same.
-  return settle(ctx, turn, limit > 0 && performance.now() - t0 > limit ? TIMED_OUT : r, false);
+  const ms = performance.now() - t0;
+  timed(ctx.action, ms);
+  return settle(ctx, turn, limit > 0 && ms > limit ? TIMED_OUT : r, false);
+}
+
+/** Handler run times of the current task, by action (see TaskResult.timing). */
+let timing: Record<string, [number, number, number]> = {};
+function timed(action: string, ms: number): void {
+  const t = (timing[action] ??= [0, 0, 0]);
+  t[0]++;
+  t[1] += ms;
+  if (ms > t[2]) t[2] = ms;
 }
 
 /** Turns a handler's outcome into its answer (then its own pushes) in turn.out; returns the failure or null. */
@@ -419,7 +431,9 @@ function assemble(outs: TurnOut[]): TaskResult {
       extras[i] = { cmds, close: t.close, failures: t.failures };
     }
   }
-  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras };
+  const t = timing;
+  timing = {};
+  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras, thread: threadId, timing: t };
 }
 
 /**

@@ -20,6 +20,7 @@
 // maxTurnsPerTask), so under load one piscina task carries many turns.
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import * as Comlink from 'comlink';
 import { Piscina } from 'piscina';
@@ -60,8 +61,9 @@ class Conn {
   head = 0;
   /** REQ items in the mailbox, waiting or running. */
   requests = 0;
-  /** The items of the turn in flight, or null. */
+  /** The items of the turn in flight, or null; when it was handed to a worker. */
   running: Item[] | null = null;
+  runningSince = 0;
   ready = false;
   paused = false;
   /** The engine reported the close. */
@@ -108,6 +110,15 @@ export interface ActorServerStats {
   heldPushBytes: number;
   /** Pushes not delivered because their receiver was a slow consumer, by what happened. */
   pushDrops: { dropOldest: number; dropNew: number; coalesced: number; closed: number };
+  /** Items (requests, pushes, hooks) in all mailboxes, running ones included; the most in one. */
+  mailboxItems: number;
+  deepestMailbox: number;
+  /** Turns in flight for at least `slowTurnMs` (default 3000), slowest first. */
+  slowTurns: Array<{ conn: number; action: string; requests: number; ms: number }>;
+  /** Handler run time per action, as the workers measured it (at most 1000 actions are tracked). */
+  actions: Record<string, { requests: number; meanMs: number; maxMs: number }>;
+  /** Turns run, per worker threadId. */
+  workerTurns: Record<number, number>;
 }
 
 /** Options of {@link ActorServer.close}. */
@@ -170,6 +181,8 @@ export class ActorServer extends EventEmitter {
   #heldBytes = 0;
   #drops = { dropOldest: 0, dropNew: 0, coalesced: 0, closed: 0 };
   #slow = new Set<Conn>();
+  #workerTurns = new Map<number, number>();
+  #actions = new Map<string, { requests: number; totalMs: number; maxMs: number }>();
   #slowTimer: NodeJS.Timeout | null = null;
 
   constructor(options: ActorServerOptions) {
@@ -375,8 +388,34 @@ export class ActorServer extends EventEmitter {
     return true;
   }
 
-  stats(): ActorServerStats {
+  /**
+   * Counters; `slowTurnMs` picks which turns in flight are listed in
+   * `slowTurns` (slowest first).
+   */
+  stats(options: { slowTurnMs?: number } = {}): ActorServerStats {
+    const slowMs = options.slowTurnMs ?? 3000;
+    const now = performance.now();
+    const slowTurns: ActorServerStats['slowTurns'] = [];
+    let queuedItems = 0;
+    let deepest = 0;
+    for (const c of this.#conns.values()) {
+      const depth = c.box.length - c.head + (c.running?.length ?? 0);
+      queuedItems += depth;
+      if (depth > deepest) deepest = depth;
+      if (c.running && now - c.runningSince >= slowMs) {
+        const first = c.running[0]!;
+        slowTurns.push({ conn: c.id, action: first.k === REQ ? actionOf(first.frame) : first.k === HOOK ? `(hook ${first.kind})` : '', requests: c.running.length, ms: Math.round(now - c.runningSince) });
+      }
+    }
+    slowTurns.sort((a, b) => b.ms - a.ms);
+    const actions: ActorServerStats['actions'] = {};
+    for (const [k, v] of this.#actions) actions[k] = { requests: v.requests, meanMs: v.requests ? v.totalMs / v.requests : 0, maxMs: v.maxMs };
     return {
+      mailboxItems: queuedItems,
+      deepestMailbox: deepest,
+      slowTurns,
+      actions,
+      workerTurns: Object.fromEntries(this.#workerTurns),
       engine: this.raw.stats(),
       connections: this.#open,
       groups: this.#groups.size,
@@ -800,6 +839,7 @@ export class ActorServer extends EventEmitter {
   }
 
   #runTask(conns: Conn[]): void {
+    const now = performance.now();
     let infos: Task['infos'] = null;
     let total = 0;
     const maxPer = this.options.maxTurnsPerConnection;
@@ -824,6 +864,7 @@ export class ActorServer extends EventEmitter {
         longest = Math.max(longest, taken.length);
       }
       c.running = taken;
+      c.runningSince = now;
       if (c.state) total += c.state.length;
     }
     const buf = Buffer.from(new ArrayBuffer(total));
@@ -875,6 +916,15 @@ export class ActorServer extends EventEmitter {
   }
 
   #onResult(conns: Conn[], result: TaskResult): void {
+    this.#workerTurns.set(result.thread, (this.#workerTurns.get(result.thread) ?? 0) + result.count);
+    for (const [action, [n, total, max]] of Object.entries(result.timing)) {
+      const a = this.#actions.get(action);
+      if (a) {
+        a.requests += n;
+        a.totalMs += total;
+        if (max > a.maxMs) a.maxMs = max;
+      } else if (this.#actions.size < 1000) this.#actions.set(action, { requests: n, totalMs: total, maxMs: max });
+    }
     const buf = Buffer.from(result.buf.buffer, result.buf.byteOffset, result.buf.byteLength);
     let pos = 0;
     for (let i = 0; i < result.count; i++) {

@@ -67,6 +67,10 @@ export interface TaskResult {
   count: number;
   buf: Uint8Array;
   extras: Array<TurnExtras | null> | null;
+  /** The worker's threadId. */
+  thread: number;
+  /** Per action run in this task: [requests, total handler ms, longest handler ms]. */
+  timing: Record<string, [number, number, number]>;
 }
 
 /** Data every worker of a server starts with. */
