@@ -909,8 +909,9 @@ export class ActorServer extends EventEmitter {
     ).finally(() => {
       if (watchdog) clearTimeout(watchdog);
       this.#tasksInFlight--;
-      this.#dispatch();
+      // The answers go to the I/O threads before the next task is posted.
       this.#raw?.flush();
+      this.#dispatch();
       this.#checkSettled();
     });
   }
