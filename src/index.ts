@@ -13,7 +13,7 @@ export * from './protocol/index.js';
 // The TypeScript client.
 export * from './client/index.js';
 // Stats as Prometheus text exposition.
-export { statsToPrometheus, PROMETHEUS_CONTENT_TYPE } from './prometheus.js';
+export { statsToPrometheus, actorStatsToPrometheus, PROMETHEUS_CONTENT_TYPE } from './prometheus.js';
 // Socket actors on a worker pool.
 export { SocketActor, handlers, ReplyError, PUSH_POLICIES } from './actor/actor.js';
 export type { TurnContext, MainThreadApi, PushOptions, PushPolicy, ClosedInfo, TurnFailure, Handler, HandlerTable } from './actor/actor.js';

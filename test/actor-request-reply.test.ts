@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, FrameReader, MessageDecoder, MessageEncoder, Messages, ProtocolError, type GoAway } from '../src/index.js';
+import { ErrorCode, FrameReader, MessageDecoder, MessageEncoder, Messages, ProtocolError, actorStatsToPrometheus, type GoAway } from '../src/index.js';
 import { client, startServer, useActorServers } from './fixtures/actor-server.js';
 import { waitFor } from './fixtures/wait.js';
 
@@ -163,5 +163,21 @@ describe('actor request and reply', () => {
     expect(after.actions.sleep!.maxMs).toBeGreaterThanOrEqual(250);
     expect(Object.values(after.workerTurns).reduce((a, b) => a + b, 0)).toBe(after.turns);
     expect(after.slowTurns).toEqual([]);
+    // The same, as Prometheus text: every sample line well formed, after its TYPE.
+    const text = actorStatsToPrometheus(after, { extraLabels: { server: 't' } });
+    const declared = new Set<string>();
+    for (const line of text.trimEnd().split('\n')) {
+      if (line.startsWith('# HELP ')) continue;
+      const t = /^# TYPE (\S+) (counter|gauge)$/.exec(line);
+      if (t) {
+        declared.add(t[1]!);
+        continue;
+      }
+      const m = /^([a-z_]+)\{([^}]*)\} (-?\d+(\.\d+)?(e-?\d+)?)$/.exec(line);
+      expect(m, line).not.toBeNull();
+      expect(declared.has(m![1]!), `${m![1]} declared before use`).toBe(true);
+    }
+    expect(text).toMatch(/^whirlwind_actor_action_requests_total\{[^}]*action="echo"[^}]*\} 20$/m);
+    expect(text).toMatch(/^whirlwind_actor_turns_total\{[^}]*\} \d+$/m);
   });
 });
