@@ -13,10 +13,10 @@ export * from './protocol/index.js';
 // The TypeScript client.
 export * from './client/index.js';
 // Stats as Prometheus text exposition.
-export { statsToPrometheus, PROMETHEUS_CONTENT_TYPE } from './prometheus.js';
+export { statsToPrometheus, actorStatsToPrometheus, PROMETHEUS_CONTENT_TYPE } from './prometheus.js';
 // Socket actors on a worker pool.
-export { SocketActor, handlers, ReplyError } from './actor/actor.js';
-export type { TurnContext, MainThreadApi, PushOptions, ClosedInfo, TurnFailure, Handler, HandlerTable } from './actor/actor.js';
+export { SocketActor, handlers, ReplyError, PUSH_POLICIES } from './actor/actor.js';
+export type { TurnContext, MainThreadApi, PushOptions, PushPolicy, ClosedInfo, TurnFailure, Handler, HandlerTable } from './actor/actor.js';
 export { ActorServer, createServer, listen } from './actor/server.js';
 export type { ActorServerStats, CloseOptions } from './actor/server.js';
 export { ACTOR_DEFAULTS, defaultMaxWorkers } from './actor/options.js';

@@ -53,3 +53,64 @@ export function statsToPrometheus(
   metric('io_threads', 'gauge', 'Native I/O threads.', [[{}, stats.ioThreads]]);
   return out.join('\n') + '\n';
 }
+
+/** The actor layer's counters, in the shape of ActorServer.stats() (kept structural to avoid an import cycle). */
+export interface ActorStatsLike {
+  engine: EngineStats;
+  connections: number;
+  groups: number;
+  queuedRequests: number;
+  pausedConnections: number;
+  tasksInFlight: number;
+  requests: number;
+  tasks: number;
+  turns: number;
+  failedTurns: number;
+  workers: number;
+  slowConsumers: number;
+  heldPushBytes: number;
+  pushDrops: Record<string, number>;
+  mailboxItems: number;
+  deepestMailbox: number;
+  slowTurns: Array<{ ms: number }>;
+  actions: Record<string, { requests: number; meanMs: number; maxMs: number }>;
+  workerTurns: Record<number, number>;
+}
+
+/**
+ * Render an ActorServer.stats() snapshot: the engine's metrics (as
+ * statsToPrometheus) followed by the actor layer's, same prefix and labels.
+ */
+export function actorStatsToPrometheus(
+  stats: ActorStatsLike,
+  options: { prefix?: string; extraLabels?: Record<string, string> } = {},
+): string {
+  const prefix = options.prefix ?? 'whirlwind_';
+  const base = { backend: stats.engine.backend, ...(options.extraLabels ?? {}) };
+  const out: string[] = [statsToPrometheus(stats.engine, options).trimEnd()];
+  const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: Array<[Record<string, string>, number]>) => {
+    out.push(`# HELP ${prefix}${name} ${help}`, `# TYPE ${prefix}${name} ${type}`);
+    for (const [l, v] of samples) out.push(`${prefix}${name}${labels({ ...base, ...l })} ${v}`);
+  };
+  metric('actor_connections', 'gauge', 'Actor connections open now.', [[{}, stats.connections]]);
+  metric('actor_groups', 'gauge', 'Groups with members now.', [[{}, stats.groups]]);
+  metric('actor_queued_requests', 'gauge', 'Requests waiting for a worker.', [[{}, stats.queuedRequests]]);
+  metric('actor_mailbox_items', 'gauge', 'Items in all mailboxes, running ones included.', [[{}, stats.mailboxItems]]);
+  metric('actor_deepest_mailbox', 'gauge', 'Items in the fullest mailbox.', [[{}, stats.deepestMailbox]]);
+  metric('actor_paused_connections', 'gauge', 'Connections not read because their mailbox is at mailboxLimit.', [[{}, stats.pausedConnections]]);
+  metric('actor_tasks_in_flight', 'gauge', 'Worker tasks running now.', [[{}, stats.tasksInFlight]]);
+  metric('actor_slow_turns', 'gauge', 'Turns in flight longer than slowTurnMs.', [[{}, stats.slowTurns.length]]);
+  metric('actor_workers', 'gauge', 'Worker threads alive.', [[{}, stats.workers]]);
+  metric('actor_requests_total', 'counter', 'Requests accepted into mailboxes.', [[{}, stats.requests]]);
+  metric('actor_tasks_total', 'counter', 'Worker tasks run.', [[{}, stats.tasks]]);
+  metric('actor_turns_total', 'counter', 'Turns run (a run of one connection\'s requests, or a hook).', [[{}, stats.turns]]);
+  metric('actor_failed_turns_total', 'counter', 'Requests and hooks that failed (threw, timed out, worker died).', [[{}, stats.failedTurns]]);
+  metric('actor_worker_turns_total', 'counter', 'Turns run, per worker thread.', Object.entries(stats.workerTurns).map(([thread, n]) => [{ thread }, n]));
+  metric('actor_action_requests_total', 'counter', 'Requests run, per action.', Object.entries(stats.actions).map(([action, a]) => [{ action }, a.requests]));
+  metric('actor_action_mean_ms', 'gauge', 'Mean handler run time, per action.', Object.entries(stats.actions).map(([action, a]) => [{ action }, a.meanMs]));
+  metric('actor_action_max_ms', 'gauge', 'Longest handler run time, per action.', Object.entries(stats.actions).map(([action, a]) => [{ action }, a.maxMs]));
+  metric('actor_slow_consumers', 'gauge', 'Connections whose unsent bytes are above sendHighWaterBytes.', [[{}, stats.slowConsumers]]);
+  metric('actor_held_push_bytes', 'gauge', 'Push bytes held for slow consumers.', [[{}, stats.heldPushBytes]]);
+  metric('actor_push_drops_total', 'counter', 'Pushes to slow consumers not delivered, by what happened.', Object.entries(stats.pushDrops).map(([policy, n]) => [{ policy }, n]));
+  return out.join('\n') + '\n';
+}

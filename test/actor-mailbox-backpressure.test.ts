@@ -2,6 +2,7 @@
 // (TCP pushes back on that peer); it is read again when its mailbox drains.
 // Nothing is dropped: every request is answered, in order.
 import { describe, expect, it } from 'vitest';
+import { ErrorCode, type ProtocolError } from '../src/index.js';
 import { client, startServer, useActorServers } from './fixtures/actor-server.js';
 
 useActorServers();
@@ -30,5 +31,23 @@ describe('actor mailbox limit', () => {
     expect(calls.filter((x) => x === 'resume').length).toBe(calls.filter((x) => x === 'pause').length);
     expect(maxPaused).toBe(1);
     expect(s.stats().pausedConnections).toBe(0);
+  });
+
+  it('answers requests above maxQueue with OVERLOADED in their place, and runs the rest in order', async () => {
+    const s = await startServer({ maxQueue: 3, mailboxLimit: 1000, minWorkers: 1, maxWorkers: 1, maxTurnsPerConnection: 1 });
+    const c = await client(s);
+    const N = 40;
+    const outcomes = await Promise.all(
+      Array.from({ length: N }, (_, i) =>
+        c.request('sleep', { ms: 3, value: i }).then(
+          (r) => ({ i, ok: r.body === i }),
+          (e: ProtocolError) => ({ i, ok: false, code: e.code }),
+        ),
+      ),
+    );
+    const overloaded = outcomes.filter((o) => !o.ok);
+    expect(overloaded.length).toBeGreaterThan(0);
+    for (const o of overloaded) expect(o).toMatchObject({ code: ErrorCode.OVERLOADED });
+    expect(outcomes.filter((o) => o.ok).length).toBeGreaterThan(0);
   });
 });

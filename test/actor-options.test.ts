@@ -26,6 +26,8 @@ describe('actor server options', () => {
     ['requireChecksum', 'yes'],
     ['heartbeatIntervalMs', -1],
     ['heartbeatTimeoutMs', 0],
+    ['outboundBudgetBytes', -1],
+    ['defaultPushPolicy', 'coalesce'],
   ])('refuses %s = %j with an OptionError naming it', (option, value) => {
     expect(() => createServer({ actor: TEST_ACTOR, [option]: value })).toThrow(OptionError);
     expect(() => createServer({ actor: TEST_ACTOR, [option]: value })).toThrow(`options.${option} `);

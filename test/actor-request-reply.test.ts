@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, FrameReader, MessageDecoder, MessageEncoder, Messages, ProtocolError, type GoAway } from '../src/index.js';
+import { ErrorCode, FrameReader, MessageDecoder, MessageEncoder, Messages, ProtocolError, actorStatsToPrometheus, type GoAway } from '../src/index.js';
 import { client, startServer, useActorServers } from './fixtures/actor-server.js';
 import { waitFor } from './fixtures/wait.js';
 
@@ -143,5 +143,41 @@ describe('actor request and reply', () => {
     expect(s.closeConnection(ids[0]!, 'main says bye')).toBe(true);
     await waitFor(() => a.state === 'closed', 'a closed');
     expect(a.goAway).toMatchObject({ message: 'main says bye' });
+  });
+
+  it('reports per-action handler times, per-worker turns, mailbox depth and slow turns in flight', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => c.request('echo', i)));
+    const slow = c.request('sleep', { ms: 300, value: 1 });
+    await new Promise((r) => setTimeout(r, 150));
+    const during = s.stats({ slowTurnMs: 100 });
+    expect(during.slowTurns).toEqual([expect.objectContaining({ conn: expect.any(Number), action: 'sleep', requests: 1 })]);
+    expect(during.slowTurns[0]!.ms).toBeGreaterThanOrEqual(100);
+    expect(during.mailboxItems).toBe(1);
+    expect(during.deepestMailbox).toBe(1);
+    await slow;
+    const after = s.stats();
+    expect(after.actions.echo!.requests).toBe(20);
+    expect(after.actions.sleep!.requests).toBe(1);
+    expect(after.actions.sleep!.maxMs).toBeGreaterThanOrEqual(250);
+    expect(Object.values(after.workerTurns).reduce((a, b) => a + b, 0)).toBe(after.turns);
+    expect(after.slowTurns).toEqual([]);
+    // The same, as Prometheus text: every sample line well formed, after its TYPE.
+    const text = actorStatsToPrometheus(after, { extraLabels: { server: 't' } });
+    const declared = new Set<string>();
+    for (const line of text.trimEnd().split('\n')) {
+      if (line.startsWith('# HELP ')) continue;
+      const t = /^# TYPE (\S+) (counter|gauge)$/.exec(line);
+      if (t) {
+        declared.add(t[1]!);
+        continue;
+      }
+      const m = /^([a-z_]+)\{([^}]*)\} (-?\d+(\.\d+)?(e-?\d+)?)$/.exec(line);
+      expect(m, line).not.toBeNull();
+      expect(declared.has(m![1]!), `${m![1]} declared before use`).toBe(true);
+    }
+    expect(text).toMatch(/^whirlwind_actor_action_requests_total\{[^}]*action="echo"[^}]*\} 20$/m);
+    expect(text).toMatch(/^whirlwind_actor_turns_total\{[^}]*\} \d+$/m);
   });
 });

@@ -20,8 +20,8 @@ describe('actor server close', () => {
     const clients = await Promise.all([0, 1, 2].map(() => client(s)));
     const N = 20;
     const all = clients.flatMap((c) => Array.from({ length: N }, (_, i) => outcome(c.request('sleep', { ms: 5 + (i % 3) * 10, value: i }))));
-    // Every request has reached the server (3 whoami-free connections: 3 x N frames).
-    await waitFor(() => s.stats().engine.framesIn >= 3 * N, 'all requests received');
+    // Every request is in a mailbox: accepted before close() (later ones would be answered SHUTTING_DOWN).
+    await waitFor(() => s.stats().requests >= 3 * N, 'all requests accepted');
     const closed = s.close({ deadlineMs: 10_000 });
     const results = await Promise.all(all);
     await closed;
@@ -36,12 +36,28 @@ describe('actor server close', () => {
     const s = await startServer({ minWorkers: 1, maxWorkers: 1 });
     const c = await client(s);
     const all = Array.from({ length: 10 }, (_, i) => outcome(c.request('sleep', { ms: 1000, value: i })));
-    await waitFor(() => s.stats().engine.framesIn >= 10, 'all requests received');
+    await waitFor(() => s.stats().requests >= 10, 'all requests accepted');
     await s.close({ deadlineMs: 200 });
     const results = await Promise.all(all);
     // Each was answered by the server (remote): replies for what finished, SHUTTING_DOWN for the rest.
     for (const r of results) if (!r.ok) expect(r).toEqual({ ok: false, code: ErrorCode.SHUTTING_DOWN, remote: true });
     expect(results.filter((r) => !r.ok).length).toBeGreaterThan(0);
     await waitFor(() => c.state === 'closed', 'client closed');
+  });
+
+  it('closes gracefully on SIGTERM when closeOnSignals() wired it', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    const before = process.listenerCount('SIGTERM');
+    const off = s.closeOnSignals({ deadlineMs: 1000 });
+    expect(process.listenerCount('SIGTERM')).toBe(before + 1);
+    const pending = c.request('sleep', { ms: 100, value: 'finished' });
+    await waitFor(() => s.stats().requests >= 1, 'request accepted');
+    process.emit('SIGTERM', 'SIGTERM');
+    expect((await pending).body).toBe('finished');
+    await waitFor(() => c.state === 'closed', 'client closed');
+    expect(c.goAway).toMatchObject({ code: ErrorCode.SHUTTING_DOWN });
+    expect(process.listenerCount('SIGTERM')).toBe(before);
+    off();
   });
 });

@@ -11,7 +11,7 @@
 // At start the worker hands the main thread one end of a MessageChannel
 // (through piscina's parentPort 'message' event); the other end carries
 // comlink calls from handlers (ctx.main.onlineCount() ...).
-import { MessageChannel, parentPort } from 'node:worker_threads';
+import { MessageChannel, parentPort, threadId } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import * as Comlink from 'comlink';
 import { Packr } from 'msgpackr';
@@ -19,7 +19,9 @@ import { workerData } from 'piscina';
 import {
   type ClosedInfo,
   type MainThreadApi,
+  PUSH_POLICIES,
   type PushOptions,
+  type PushPolicy,
   ReplyError,
   type SocketActor,
   type TurnContext,
@@ -30,6 +32,7 @@ import {
   type Cmd,
   CmdOp,
   MAIN_PORT_KEY,
+  POLICY_CODES,
   RESULT_TURN_HEADER,
   TASK_TURN_HEADER,
   type Task,
@@ -69,9 +72,9 @@ function loadActor(): Promise<typeof SocketActor> {
 
 /** A command whose push frame is still a Buffer; offsets are assigned when the result is assembled. */
 type PendingCmd =
-  | { op: 0; targets: number[]; frame: Buffer }
-  | { op: 1; group: string; frame: Buffer; except: number }
-  | { op: 2; frame: Buffer; except: number }
+  | { op: 0; targets: number[]; frame: Buffer; policy: number; key: string | null }
+  | { op: 1; group: string; frame: Buffer; except: number; policy: number; key: string | null }
+  | { op: 2; frame: Buffer; except: number; policy: number; key: string | null }
   | { op: 3 | 4; group: string };
 
 interface TurnOut {
@@ -122,25 +125,28 @@ class Ctx implements TurnContext {
     this.selfPushes.push(encoder.encodePrefixed(Messages.push(topic, body, options)));
   }
 
-  pushTo(conns: number | readonly number[], topic: string, body?: unknown, options?: SendOptions): void {
+  pushTo(conns: number | readonly number[], topic: string, body?: unknown, options: PushOptions = {}): void {
     if (!this.live) return;
+    const { exceptSelf: _e, policy, coalesceKey, ...send } = options;
     const list = typeof conns === 'number' ? [conns] : [...conns];
-    const frame = encoder.encodePrefixed(Messages.push(topic, body, options));
+    const frame = encoder.encodePrefixed(Messages.push(topic, body, send));
     const others = list.filter((c) => c !== this.conn);
     if (others.length !== list.length) this.selfPushes.push(frame);
-    if (others.length > 0) this.turn.cmds.push({ op: CmdOp.PUSH_TO, targets: others, frame });
+    if (others.length > 0) this.turn.cmds.push({ op: CmdOp.PUSH_TO, targets: others, frame, ...policyOf(policy, coalesceKey) });
   }
 
   pushToGroup(group: string, topic: string, body?: unknown, options: PushOptions = {}): void {
     if (!this.live) return;
-    const { exceptSelf, ...send } = options;
-    this.turn.cmds.push({ op: CmdOp.PUSH_GROUP, group: String(group), frame: encoder.encodePrefixed(Messages.push(topic, body, send)), except: exceptSelf ? this.conn : -1 });
+    const { exceptSelf, policy, coalesceKey, ...send } = options;
+    const frame = encoder.encodePrefixed(Messages.push(topic, body, send));
+    this.turn.cmds.push({ op: CmdOp.PUSH_GROUP, group: String(group), frame, except: exceptSelf ? this.conn : -1, ...policyOf(policy, coalesceKey) });
   }
 
   broadcast(topic: string, body?: unknown, options: PushOptions = {}): void {
     if (!this.live) return;
-    const { exceptSelf, ...send } = options;
-    this.turn.cmds.push({ op: CmdOp.BROADCAST, frame: encoder.encodePrefixed(Messages.push(topic, body, send)), except: exceptSelf ? this.conn : -1 });
+    const { exceptSelf, policy, coalesceKey, ...send } = options;
+    const frame = encoder.encodePrefixed(Messages.push(topic, body, send));
+    this.turn.cmds.push({ op: CmdOp.BROADCAST, frame, except: exceptSelf ? this.conn : -1, ...policyOf(policy, coalesceKey) });
   }
 
   join(group: string): void {
@@ -154,6 +160,15 @@ class Ctx implements TurnContext {
   close(reason = ''): void {
     if (this.live) this.turn.close = String(reason);
   }
+}
+
+/** A push policy as a command carries it; a bad one throws in the handler (so the handler's caller hears of it). */
+function policyOf(policy: PushPolicy | undefined, key: string | undefined): { policy: number; key: string | null } {
+  if (policy === undefined) return { policy: -1, key: null };
+  const code = (POLICY_CODES as Record<string, number>)[policy];
+  if (code === undefined) throw new TypeError(`push policy must be one of ${PUSH_POLICIES.join(', ')} (got ${String(policy)})`);
+  if (policy === 'coalesce' && typeof key !== 'string') throw new TypeError("push policy 'coalesce' needs a coalesceKey string");
+  return { policy: code, key: policy === 'coalesce' ? key! : null };
 }
 
 function withTimeout(p: PromiseLike<unknown>, ms: number): Promise<unknown> {
@@ -172,24 +187,30 @@ function withTimeout(p: PromiseLike<unknown>, ms: number): Promise<unknown> {
   });
 }
 
-/** Calls `fn`; awaits a returned thenable within the handler timeout.  Returns TIMED_OUT when it ran too long. */
+/** Calls `fn`; awaits a returned thenable within the handler timeout.  Resolves TIMED_OUT when it ran too long. */
 async function call(fn: () => unknown): Promise<unknown> {
   const limit = init.handlerTimeoutMs;
   const t0 = limit > 0 ? performance.now() : 0;
   const r = fn();
-  if (r !== null && typeof r === 'object' && typeof (r as PromiseLike<unknown>).then === 'function') {
-    return limit > 0 ? withTimeout(r as PromiseLike<unknown>, Math.max(1, limit - (performance.now() - t0))) : await r;
-  }
-  // A synchronous handler cannot be interrupted; past its time its result is discarded all the same.
+  if (isThenable(r)) return limit > 0 ? withTimeout(r, Math.max(1, limit - (performance.now() - t0))) : await r;
   if (limit > 0 && performance.now() - t0 > limit) return TIMED_OUT;
   return r;
+}
+
+function isThenable(r: unknown): r is PromiseLike<unknown> {
+  return r !== null && typeof r === 'object' && typeof (r as PromiseLike<unknown>).then === 'function';
 }
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-async function runTurn(Actor: typeof SocketActor, spec: TurnSpec, buf: Uint8Array, at: number): Promise<TurnOut> {
+// The hot path stays synchronous: a turn whose handlers all return plain
+// values runs without a single await (no promise per request), and only a
+// handler that returns a thenable switches its turn to the async path.
+
+/** Runs one turn; returns the TurnOut, or a Promise of it once something awaited. */
+function runTurn(Actor: typeof SocketActor, spec: TurnSpec, buf: Uint8Array, at: number): TurnOut | Promise<TurnOut> {
   const turn: TurnOut = { spec, state: null, out: [], cmds: [], close: null, failures: null };
   const actor = new Actor() as SocketActor<unknown>;
   actor.conn = spec.conn;
@@ -200,48 +221,64 @@ async function runTurn(Actor: typeof SocketActor, spec: TurnSpec, buf: Uint8Arra
   } else {
     actor.state = actor.initialState();
   }
-  const hook = async (name: 'onConnected' | 'onClosed' | 'onTurnFailed', arg: unknown): Promise<void> => {
-    const fn = actor[name] as ((...a: unknown[]) => unknown) | undefined;
-    if (typeof fn !== 'function') return;
-    const ctx = new Ctx(turn, spec.conn, spec.peer, '', 0, EMPTY, init.codec.requireChecksum);
-    try {
-      const r = await call(() => (name === 'onConnected' ? fn.call(actor, ctx) : fn.call(actor, arg, ctx)));
-      if (r === TIMED_OUT) fail(turn, 0, '', ErrorCode.TIMEOUT, `${name} ran longer than handlerTimeoutMs (${init.handlerTimeoutMs} ms)`);
-    } catch (e) {
-      fail(turn, 0, '', ErrorCode.HANDLER_ERROR, `${name} threw: ${messageOf(e)}`);
-    } finally {
-      ctx.live = false;
-    }
-    turn.out.push(...ctx.selfPushes);
-  };
-
   switch (spec.kind) {
     case TurnKind.CONNECTED:
-      await hook('onConnected', null);
-      break;
+      return runHook(actor, turn, 'onConnected', null).then(() => finish(actor, turn));
     case TurnKind.CLOSED:
-      await hook('onClosed', spec.info as ClosedInfo);
-      return turn; // the actor is gone: no state back
+      // The actor is gone after this: no state back.
+      return runHook(actor, turn, 'onClosed', spec.info as ClosedInfo).then(() => turn);
     case TurnKind.FAILED:
-      await hook('onTurnFailed', spec.info as TurnFailure);
-      break;
-    default: {
-      const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-      for (let i = 0; i < spec.n; i++) {
-        const len = view.readUInt32LE(pos);
-        const frame = view.subarray(pos + 4, pos + 4 + len);
-        pos += 4 + len;
-        const failure = await runRequest(actor, turn, spec, frame);
-        if (failure) await hook('onTurnFailed', failure);
-      }
-    }
+      return runHook(actor, turn, 'onTurnFailed', spec.info as TurnFailure).then(() => finish(actor, turn));
+    default:
+      return runRequests(actor, turn, Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), pos, 0);
   }
+}
+
+function runRequests(actor: SocketActor<unknown>, turn: TurnOut, view: Buffer, pos: number, from: number): TurnOut | Promise<TurnOut> {
+  const n = turn.spec.n;
+  for (let i = from; i < n; i++) {
+    const len = view.readUInt32LE(pos);
+    const frame = view.subarray(pos + 4, pos + 4 + len);
+    pos += 4 + len;
+    const r = runRequest(actor, turn, frame);
+    if (r === null) continue;
+    const next = pos;
+    const rest = async (failure: TurnFailure | null): Promise<TurnOut> => {
+      if (failure) await runHook(actor, turn, 'onTurnFailed', failure);
+      return runRequests(actor, turn, view, next, i + 1);
+    };
+    return r instanceof Promise ? r.then(rest) : rest(r);
+  }
+  return finish(actor, turn);
+}
+
+function finish(actor: SocketActor<unknown>, turn: TurnOut): TurnOut {
   if (actor.state !== undefined) turn.state = Buffer.from(packr.pack(actor.state)); // pack() reuses its buffer: copy
   return turn;
 }
 
-/** Runs one request; its answer and pushes go to turn.out.  Returns the failure, if it failed. */
-async function runRequest(actor: SocketActor<unknown>, turn: TurnOut, spec: TurnSpec, frame: Buffer): Promise<TurnFailure | null> {
+async function runHook(actor: SocketActor<unknown>, turn: TurnOut, name: 'onConnected' | 'onClosed' | 'onTurnFailed', arg: unknown): Promise<void> {
+  const fn = actor[name] as ((...a: unknown[]) => unknown) | undefined;
+  if (typeof fn !== 'function') return;
+  const spec = turn.spec;
+  const ctx = new Ctx(turn, spec.conn, spec.peer, '', 0, EMPTY, init.codec.requireChecksum);
+  try {
+    const r = await call(() => (name === 'onConnected' ? fn.call(actor, ctx) : fn.call(actor, arg, ctx)));
+    if (r === TIMED_OUT) fail(turn, 0, '', ErrorCode.TIMEOUT, `${name} ran longer than handlerTimeoutMs (${init.handlerTimeoutMs} ms)`);
+  } catch (e) {
+    fail(turn, 0, '', ErrorCode.HANDLER_ERROR, `${name} threw: ${messageOf(e)}`);
+  } finally {
+    ctx.live = false;
+  }
+  turn.out.push(...ctx.selfPushes);
+}
+
+/**
+ * Runs one request; its answer and pushes go to turn.out.  Returns null when
+ * it succeeded synchronously, the failure when it failed synchronously, or a
+ * Promise of either when the handler returned a thenable.
+ */
+function runRequest(actor: SocketActor<unknown>, turn: TurnOut, frame: Buffer): TurnFailure | null | Promise<TurnFailure | null> {
   let msg;
   try {
     msg = decoder.decode(frame);
@@ -250,6 +287,7 @@ async function runRequest(actor: SocketActor<unknown>, turn: TurnOut, spec: Turn
     if (answer) turn.out.push(encoder.encodePrefixed(answer));
     return null; // bad input is the client's failure, not the actor's
   }
+  const spec = turn.spec;
   const id = msg.id;
   const checksum = init.codec.requireChecksum || (msg.flags & Flag.CHECKSUM) !== 0;
   const Actor = actor.constructor as typeof SocketActor;
@@ -259,27 +297,68 @@ async function runRequest(actor: SocketActor<unknown>, turn: TurnOut, spec: Turn
     return null;
   }
   const ctx = new Ctx(turn, spec.conn, spec.peer, msg.action, id, msg.attachment, checksum);
-  let failure: TurnFailure | null = null;
+  const limit = init.handlerTimeoutMs;
+  const t0 = performance.now();
+  let r: unknown;
   try {
-    const r = await call(() => handler.call(actor, msg.body, ctx));
-    if (r === TIMED_OUT) {
+    r = handler.call(actor, msg.body, ctx);
+  } catch (e) {
+    timed(ctx.action, performance.now() - t0);
+    return settle(ctx, turn, e, true);
+  }
+  if (isThenable(r)) {
+    const p = limit > 0 ? withTimeout(r, limit) : Promise.resolve(r);
+    return p.then(
+      (v) => (timed(ctx.action, performance.now() - t0), settle(ctx, turn, v, false)),
+      (e: unknown) => (timed(ctx.action, performance.now() - t0), settle(ctx, turn, e, true)),
+    );
+  }
+  // A synchronous handler cannot be interrupted; past its time its result is discarded all the same.
+  const ms = performance.now() - t0;
+  timed(ctx.action, ms);
+  return settle(ctx, turn, limit > 0 && ms > limit ? TIMED_OUT : r, false);
+}
+
+/** Handler run times of the current task, by action (see TaskResult.timing). */
+let timing: Record<string, [number, number, number]> = {};
+function timed(action: string, ms: number): void {
+  const t = (timing[action] ??= [0, 0, 0]);
+  t[0]++;
+  t[1] += ms;
+  if (ms > t[2]) t[2] = ms;
+}
+
+/** Turns a handler's outcome into its answer (then its own pushes) in turn.out; returns the failure or null. */
+function settle(ctx: Ctx, turn: TurnOut, value: unknown, threw: boolean): TurnFailure | null {
+  const id = ctx.requestId;
+  const action = ctx.action;
+  const checksum = ctx.checksum;
+  let failure: TurnFailure | null = null;
+  if (!threw) {
+    if (value === TIMED_OUT) {
+      // Its pushes are discarded; an answer it already gave (ctx.reply) stands.
       ctx.live = false;
       ctx.selfPushes = [];
-      failure = fail(turn, id, msg.action, ErrorCode.TIMEOUT, `handler "${msg.action}" ran longer than handlerTimeoutMs (${init.handlerTimeoutMs} ms)`);
+      failure = fail(turn, id, action, ErrorCode.TIMEOUT, `handler "${action}" ran longer than handlerTimeoutMs (${init.handlerTimeoutMs} ms)`);
+      if (!ctx.replied) ctx.reply$ = encoder.encodePrefixed(Messages.error(id, ErrorCode.TIMEOUT, failure.message, undefined, { checksum }));
     } else if (!ctx.replied) {
-      ctx.reply$ = encoder.encodePrefixed(Messages.reply(id, r, { checksum }));
+      try {
+        ctx.reply$ = encoder.encodePrefixed(Messages.reply(id, value, { checksum }));
+      } catch (e) {
+        return settle(ctx, turn, new Error(`the reply could not be encoded: ${messageOf(e)}`), true);
+      }
     }
-  } catch (e) {
+  } else {
+    const e = value;
     ctx.live = false;
     const code = e instanceof ReplyError || e instanceof ProtocolError ? e.code : ErrorCode.HANDLER_ERROR;
     const data = e instanceof ReplyError ? e.data : undefined;
     if (ctx.replied) {
       // It answered, then threw: the answer stands, the failure is reported.
-      failure = { conn: spec.conn, requestId: id, action: msg.action, code, message: messageOf(e) };
-      (turn.failures ??= []).push(failure);
+      failure = fail(turn, id, action, code, messageOf(e));
     } else {
       // A ReplyError is an answer the handler chose, not a failure.
-      if (!(e instanceof ReplyError)) failure = fail(turn, id, msg.action, code, messageOf(e));
+      if (!(e instanceof ReplyError)) failure = fail(turn, id, action, code, messageOf(e));
       try {
         ctx.reply$ = encoder.encodePrefixed(Messages.error(id, code, messageOf(e), data, { checksum }));
       } catch {
@@ -288,8 +367,8 @@ async function runRequest(actor: SocketActor<unknown>, turn: TurnOut, spec: Turn
     }
   }
   ctx.live = false;
-  if (ctx.reply$ === null) ctx.reply$ = encoder.encodePrefixed(Messages.error(id, failure?.code ?? ErrorCode.INTERNAL, failure?.message ?? 'no answer', undefined, { checksum }));
-  turn.out.push(ctx.reply$, ...ctx.selfPushes);
+  turn.out.push(ctx.reply$!);
+  if (ctx.selfPushes.length > 0) turn.out.push(...ctx.selfPushes);
   return failure;
 }
 
@@ -340,9 +419,9 @@ function assemble(outs: TurnOut[]): TaskResult {
           pos += c.frame.length;
         }
         switch (c.op) {
-          case CmdOp.PUSH_TO: cmds.push([CmdOp.PUSH_TO, c.targets, off, c.frame.length]); break;
-          case CmdOp.PUSH_GROUP: cmds.push([CmdOp.PUSH_GROUP, c.group, off, c.frame.length, c.except]); break;
-          case CmdOp.BROADCAST: cmds.push([CmdOp.BROADCAST, off, c.frame.length, c.except]); break;
+          case CmdOp.PUSH_TO: cmds.push([CmdOp.PUSH_TO, c.targets, off, c.frame.length, c.policy, c.key]); break;
+          case CmdOp.PUSH_GROUP: cmds.push([CmdOp.PUSH_GROUP, c.group, off, c.frame.length, c.except, c.policy, c.key]); break;
+          case CmdOp.BROADCAST: cmds.push([CmdOp.BROADCAST, off, c.frame.length, c.except, c.policy, c.key]); break;
           default: cmds.push([c.op, c.group]);
         }
       }
@@ -352,7 +431,9 @@ function assemble(outs: TurnOut[]): TaskResult {
       extras[i] = { cmds, close: t.close, failures: t.failures };
     }
   }
-  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras };
+  const t = timing;
+  timing = {};
+  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras, thread: threadId, timing: t };
 }
 
 /**
@@ -381,7 +462,8 @@ export default async function runTask(task: Task): Promise<TaskResult> {
   const Actor = await loadActor();
   const view = Buffer.from(task.buf.buffer, task.buf.byteOffset, task.buf.byteLength);
   let pos = 0;
-  const running: Promise<TurnOut>[] = [];
+  const outs: Array<TurnOut | Promise<TurnOut>> = [];
+  let waiting = false;
   for (let i = 0; i < task.count; i++) {
     const alen = view[pos + 9]!;
     const spec: TurnSpec = {
@@ -398,9 +480,19 @@ export default async function runTask(task: Task): Promise<TaskResult> {
     };
     pos += TASK_TURN_HEADER + alen;
     const at = pos;
-    running.push(runTurn(Actor, spec, task.buf, at).catch((e: unknown) => brokenTurn(spec, task.buf, at, e)));
+    let out: TurnOut | Promise<TurnOut>;
+    try {
+      out = runTurn(Actor, spec, task.buf, at);
+      if (out instanceof Promise) {
+        waiting = true;
+        out = out.catch((e: unknown) => brokenTurn(spec, task.buf, at, e));
+      }
+    } catch (e) {
+      out = brokenTurn(spec, task.buf, at, e);
+    }
+    outs.push(out);
     if (spec.stateLen > 0) pos += spec.stateLen;
     for (let k = 0; k < spec.n; k++) pos += 4 + view.readUInt32LE(pos);
   }
-  return assemble(await Promise.all(running));
+  return assemble(waiting ? await Promise.all(outs) : (outs as TurnOut[]));
 }

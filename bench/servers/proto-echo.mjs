@@ -5,6 +5,17 @@
 //
 // handleFrames(): one chunk's whole frames in, one buffer of answers out
 // (replies batched per chunk, like net-echo.mjs).
+//
+// The protocol servers (examples/echo.mjs and the twins proto-net-echo.mjs,
+// proto-net-piscina.mjs, proto-cluster-echo.mjs) all take
+// --port <p> --host <h> --work-us <n>, print a line with "listening", and
+// are driven with ww_loadgen in replay mode (one pre-encoded REQUEST "echo"
+// with a 64-byte body, any whole frame back counts as its reply):
+//
+//   build/Release/ww_loadgen --host 127.0.0.1 --port <p> -c 100 -p 1 -d 3 -w 1 -t 1 -q \
+//     --frame-file bench/frames/echo-64.bin
+//
+// (bench/frames/make-echo-frame.mjs rebuilds the frame file.)
 import { ErrorCode, Kind, Messages, ServerCodec } from '../../dist/src/index.js';
 import { burnUs } from './common.mjs';
 

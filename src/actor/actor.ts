@@ -25,10 +25,26 @@ export interface MainThreadApi {
   close(conn: number, reason?: string): Promise<boolean>;
 }
 
-/** Options of a push made from a handler. */
+/**
+ * What happens to a push addressed to a slow consumer: a connection whose
+ * unsent bytes passed the engine's sendHighWaterBytes (until its drain).
+ * - `queue`: hold it (bounded by outboundBudgetBytes; past that the connection is closed);
+ * - `drop-oldest`: hold it, dropping the oldest held pushes to stay within the budget;
+ * - `drop-new`: drop it;
+ * - `close`: close the connection (GOAWAY OVERLOADED "slow consumer");
+ * - `coalesce`: replace a held push with the same `coalesceKey` (a slow client gets the latest state, not a backlog).
+ */
+export type PushPolicy = 'queue' | 'drop-oldest' | 'drop-new' | 'close' | 'coalesce';
+export const PUSH_POLICIES: readonly PushPolicy[] = Object.freeze(['queue', 'drop-oldest', 'drop-new', 'close', 'coalesce'] as const);
+
+/** Options of a push to other connections. */
 export interface PushOptions extends SendOptions {
   /** Group and broadcast pushes: leave out the connection whose turn this is. */
   exceptSelf?: boolean;
+  /** What to do when the receiver is a slow consumer (default: the server's defaultPushPolicy). */
+  policy?: PushPolicy;
+  /** With policy 'coalesce': pushes with the same key replace each other while held. */
+  coalesceKey?: string;
 }
 
 /** Why a connection closed, as an onClosed hook sees it. */
@@ -77,7 +93,7 @@ export interface TurnContext {
   /** Push to this connection. */
   push(topic: string, body?: unknown, options?: SendOptions): void;
   /** Push to one connection or a list of them. */
-  pushTo(conns: number | readonly number[], topic: string, body?: unknown, options?: SendOptions): void;
+  pushTo(conns: number | readonly number[], topic: string, body?: unknown, options?: PushOptions): void;
   /** Push to every member of a group. */
   pushToGroup(group: string, topic: string, body?: unknown, options?: PushOptions): void;
   /** Push to every open connection. */

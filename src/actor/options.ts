@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { CODEC_DEFAULTS } from '../protocol/defaults.js';
 import { OptionError } from '../errors.js';
 import { ENGINE_DEFAULTS, type EngineOptions } from '../options.js';
+import { PUSH_POLICIES, type PushPolicy } from './actor.js';
 
 /** V8 heap limits of each worker (worker_threads `resourceLimits`). */
 export interface WorkerResourceLimits {
@@ -53,6 +54,10 @@ export interface ActorServerOptions extends Omit<EngineOptions, 'protocolCheck'>
   heartbeatIntervalMs?: number;
   /** A connection that sent nothing (no PONG, no request) for this long after a PING gets GOAWAY and is closed. */
   heartbeatTimeoutMs?: number;
+  /** Bytes of pushes held for one slow consumer at most (see PushPolicy). */
+  outboundBudgetBytes?: number;
+  /** The policy of a push that names none. */
+  defaultPushPolicy?: PushPolicy;
 }
 
 export type ResolvedActorOptions = Required<Omit<ActorServerOptions, keyof EngineOptions | 'actor'>>;
@@ -75,6 +80,8 @@ export const ACTOR_DEFAULTS: Readonly<ResolvedActorOptions> = Object.freeze({
   requireChecksum: CODEC_DEFAULTS.requireChecksum,
   heartbeatIntervalMs: 0,
   heartbeatTimeoutMs: 10_000,
+  outboundBudgetBytes: 1024 * 1024,
+  defaultPushPolicy: 'queue' as PushPolicy,
 });
 
 /** One worker per core, at least 1. */
@@ -142,5 +149,9 @@ export function resolveActorOptions(options: ActorServerOptions): {
   if (typeof r.requireChecksum !== 'boolean') throw new OptionError('requireChecksum', 'must be a boolean');
   int('heartbeatIntervalMs', r.heartbeatIntervalMs, 0, 0x7fff_ffff);
   int('heartbeatTimeoutMs', r.heartbeatTimeoutMs, 1, 0x7fff_ffff);
+  int('outboundBudgetBytes', r.outboundBudgetBytes, 0, 0xffff_ffff);
+  if (!PUSH_POLICIES.includes(r.defaultPushPolicy) || r.defaultPushPolicy === 'coalesce') {
+    throw new OptionError('defaultPushPolicy', `must be one of queue, drop-oldest, drop-new, close (got ${String(r.defaultPushPolicy)})`);
+  }
   return { actor, actorOptions: r, engineOptions: engineOptions as EngineOptions };
 }

@@ -20,6 +20,7 @@
 // maxTurnsPerTask), so under load one piscina task carries many turns.
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import * as Comlink from 'comlink';
 import { Piscina } from 'piscina';
@@ -29,17 +30,30 @@ import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from
 import { ErrorCode, ProtocolError } from '../protocol/errors.js';
 import { Flag, Kind } from '../protocol/layout.js';
 import { ServerCodec } from '../protocol/server.js';
-import { type ActorShape, type ClosedInfo, type MainThreadApi, type TurnFailure, actorClassOf, shapeOf } from './actor.js';
+import { type ActorShape, type ClosedInfo, type MainThreadApi, PUSH_POLICIES, type PushOptions, type TurnFailure, actorClassOf, shapeOf } from './actor.js';
 import { type ActorServerOptions, type ResolvedActorOptions, resolveActorOptions } from './options.js';
-import { type Cmd, CmdOp, MAIN_PORT_KEY, RESULT_TURN_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, TurnKind, type WorkerInit } from './wire.js';
+import { type Cmd, CmdOp, MAIN_PORT_KEY, POLICY_CODES, RESULT_TURN_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, TurnKind, type WorkerInit } from './wire.js';
 
 const REQ = 0;
 const OUT = 1;
 const HOOK = 2;
 type Item =
   | { k: typeof REQ; frame: Buffer }
-  | { k: typeof OUT; bytes: Uint8Array; close: string | null }
+  | { k: typeof OUT; bytes: Uint8Array; close: string | null; policy: number; key: string | null }
   | { k: typeof HOOK; kind: number; info: ClosedInfo | TurnFailure | null };
+
+/** A push held for a slow consumer. */
+interface Held {
+  bytes: Uint8Array;
+  key: string | null;
+}
+
+/** Push policy codes (wire.ts POLICY_CODES); -1 is "none given"; ANSWER marks answers, never held or dropped. */
+const ANSWER = -2;
+const P_QUEUE = 0;
+const P_DROP_NEW = 2;
+const P_CLOSE = 3;
+const P_COALESCE = 4;
 
 class Conn {
   state: Uint8Array | null = null;
@@ -47,8 +61,9 @@ class Conn {
   head = 0;
   /** REQ items in the mailbox, waiting or running. */
   requests = 0;
-  /** The items of the turn in flight, or null. */
+  /** The items of the turn in flight, or null; when it was handed to a worker. */
   running: Item[] | null = null;
+  runningSince = 0;
   ready = false;
   paused = false;
   /** The engine reported the close. */
@@ -60,6 +75,12 @@ class Conn {
   /** Heartbeat clock tick of the last frame received; the tick a PING went out (0: none outstanding). */
   seen = 0;
   pingAt = 0;
+  /** Slow consumer: its unsent bytes passed sendHighWaterBytes and no drain came yet.  Pushes wait in `held`. */
+  congested = false;
+  /** Bytes written since its unsent bytes were last looked at. */
+  unchecked = 0;
+  held: Held[] = [];
+  heldBytes = 0;
   constructor(
     readonly id: number,
     readonly peer: PeerAddress,
@@ -76,11 +97,28 @@ export interface ActorServerStats {
   /** Connections whose reading is paused by the mailbox limit. */
   pausedConnections: number;
   tasksInFlight: number;
+  /** Requests accepted into mailboxes (not counting those answered without a turn). */
+  requests: number;
+  /** Worker tasks run, and turns in them (a turn: one connection's run of requests, or a hook). */
   tasks: number;
   turns: number;
   failedTurns: number;
   /** Worker threads alive now. */
   workers: number;
+  /** Connections that are slow consumers now, and the push bytes held for them. */
+  slowConsumers: number;
+  heldPushBytes: number;
+  /** Pushes not delivered because their receiver was a slow consumer, by what happened. */
+  pushDrops: { dropOldest: number; dropNew: number; coalesced: number; closed: number };
+  /** Items (requests, pushes, hooks) in all mailboxes, running ones included; the most in one. */
+  mailboxItems: number;
+  deepestMailbox: number;
+  /** Turns in flight for at least `slowTurnMs` (default 3000), slowest first. */
+  slowTurns: Array<{ conn: number; action: string; requests: number; ms: number }>;
+  /** Handler run time per action, as the workers measured it (at most 1000 actions are tracked). */
+  actions: Record<string, { requests: number; meanMs: number; maxMs: number }>;
+  /** Turns run, per worker threadId. */
+  workerTurns: Record<number, number>;
 }
 
 /** Options of {@link ActorServer.close}. */
@@ -128,14 +166,24 @@ export class ActorServer extends EventEmitter {
   #paused = 0;
   #tasksInFlight = 0;
   #maxTasksInFlight: number;
-  #counters = { tasks: 0, turns: 0, failedTurns: 0 };
+  #counters = { requests: 0, tasks: 0, turns: 0, failedTurns: 0 };
   #closing: Promise<void> | null = null;
   #shuttingDown = false;
+  /** The engine and pool are being stopped: no more tasks, no more events about turns. */
+  #stopped = false;
   #onSettled: (() => void) | null = null;
   #onAllClosed: (() => void) | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #tick = 1;
   #api: MainThreadApi;
+  #checkEvery = 65536;
+  #defaultPolicy = 0;
+  #heldBytes = 0;
+  #drops = { dropOldest: 0, dropNew: 0, coalesced: 0, closed: 0 };
+  #slow = new Set<Conn>();
+  #workerTurns = new Map<number, number>();
+  #actions = new Map<string, { requests: number; totalMs: number; maxMs: number }>();
+  #slowTimer: NodeJS.Timeout | null = null;
 
   constructor(options: ActorServerOptions) {
     super();
@@ -152,6 +200,7 @@ export class ActorServer extends EventEmitter {
       requireChecksum: o.requireChecksum,
     });
     this.#maxTasksInFlight = o.maxWorkers;
+    this.#defaultPolicy = POLICY_CODES[o.defaultPushPolicy];
     this.#api = Object.freeze({
       onlineCount: async () => this.onlineCount,
       isConnected: async (conn: number) => this.isConnected(conn),
@@ -231,12 +280,15 @@ export class ActorServer extends EventEmitter {
         open: (conn, peer) => this.#onOpen(conn, peer),
         frame: (conn, data, check) => this.#onFrame(conn, data, check),
         close: (conn, info) => this.#onClose(conn, info),
+        drain: (conn) => this.#onDrain(conn),
         batchEnd: () => this.#dispatch(),
       });
     } catch (e) {
       await pool.destroy();
       throw e;
     }
+    // Look at unsent bytes about four times per high-water mark written.
+    this.#checkEvery = Math.max(4096, Math.floor(this.#raw.options.sendHighWaterBytes / 4));
     if (o.heartbeatIntervalMs > 0) {
       this.#heartbeat = setInterval(() => this.#beat(), o.heartbeatIntervalMs);
       this.#heartbeat.unref();
@@ -273,26 +325,41 @@ export class ActorServer extends EventEmitter {
     return [...(this.#groups.get(group) ?? [])];
   }
 
-  /** Push to one connection or a list; each gets it after its turn in flight (if any). Returns how many it was queued to. */
-  push(conns: number | readonly number[], topic: string, body?: unknown, options?: SendOptions): number {
-    const frame = this.#encoder.encodePrefixed(Messages.push(topic, body, options));
+  /**
+   * Push to one connection or a list; each gets it after its turn in flight
+   * (if any), and under its push policy if it is a slow consumer.  Returns
+   * how many it was queued to.
+   */
+  push(conns: number | readonly number[], topic: string, body?: unknown, options: PushOptions = {}): number {
+    const { frame, policy, key } = this.#pushFrame(topic, body, options);
     let n = 0;
-    for (const id of typeof conns === 'number' ? [conns] : conns) if (this.#deliver(id, frame)) n++;
+    for (const id of typeof conns === 'number' ? [conns] : conns) if (this.#deliver(id, frame, policy, key)) n++;
     return n;
   }
 
-  pushToGroup(group: string, topic: string, body?: unknown, options?: SendOptions & { except?: number }): number {
-    const frame = this.#encoder.encodePrefixed(Messages.push(topic, body, options));
+  pushToGroup(group: string, topic: string, body?: unknown, options: PushOptions & { except?: number } = {}): number {
+    const { frame, policy, key } = this.#pushFrame(topic, body, options);
     let n = 0;
-    for (const id of this.#groups.get(group) ?? []) if (id !== options?.except && this.#deliver(id, frame)) n++;
+    for (const id of this.#groups.get(group) ?? []) if (id !== options.except && this.#deliver(id, frame, policy, key)) n++;
     return n;
   }
 
-  broadcast(topic: string, body?: unknown, options?: SendOptions & { except?: number }): number {
-    const frame = this.#encoder.encodePrefixed(Messages.push(topic, body, options));
+  broadcast(topic: string, body?: unknown, options: PushOptions & { except?: number } = {}): number {
+    const { frame, policy, key } = this.#pushFrame(topic, body, options);
     let n = 0;
-    for (const c of this.#conns.values()) if (c.id !== options?.except && this.#deliver(c.id, frame)) n++;
+    for (const c of this.#conns.values()) if (c.id !== options.except && this.#deliver(c.id, frame, policy, key)) n++;
     return n;
+  }
+
+  #pushFrame(topic: string, body: unknown, options: PushOptions & { except?: number }): { frame: Buffer; policy: number; key: string | null } {
+    const { exceptSelf: _s, except: _e, policy, coalesceKey, ...send } = options;
+    let code = -1;
+    if (policy !== undefined) {
+      code = (POLICY_CODES as Record<string, number>)[policy] ?? -1;
+      if (code < 0) throw new TypeError(`options.policy must be one of ${PUSH_POLICIES.join(', ')} (got ${String(policy)})`);
+      if (policy === 'coalesce' && typeof coalesceKey !== 'string') throw new TypeError("options.coalesceKey must be a string for policy 'coalesce'");
+    }
+    return { frame: this.#encoder.encodePrefixed(Messages.push(topic, body, send)), policy: code, key: policy === 'coalesce' ? coalesceKey! : null };
   }
 
   join(conn: number, group: string): boolean {
@@ -321,8 +388,34 @@ export class ActorServer extends EventEmitter {
     return true;
   }
 
-  stats(): ActorServerStats {
+  /**
+   * Counters; `slowTurnMs` picks which turns in flight are listed in
+   * `slowTurns` (slowest first).
+   */
+  stats(options: { slowTurnMs?: number } = {}): ActorServerStats {
+    const slowMs = options.slowTurnMs ?? 3000;
+    const now = performance.now();
+    const slowTurns: ActorServerStats['slowTurns'] = [];
+    let queuedItems = 0;
+    let deepest = 0;
+    for (const c of this.#conns.values()) {
+      const depth = c.box.length - c.head + (c.running?.length ?? 0);
+      queuedItems += depth;
+      if (depth > deepest) deepest = depth;
+      if (c.running && now - c.runningSince >= slowMs) {
+        const first = c.running[0]!;
+        slowTurns.push({ conn: c.id, action: first.k === REQ ? actionOf(first.frame) : first.k === HOOK ? `(hook ${first.kind})` : '', requests: c.running.length, ms: Math.round(now - c.runningSince) });
+      }
+    }
+    slowTurns.sort((a, b) => b.ms - a.ms);
+    const actions: ActorServerStats['actions'] = {};
+    for (const [k, v] of this.#actions) actions[k] = { requests: v.requests, meanMs: v.requests ? v.totalMs / v.requests : 0, maxMs: v.maxMs };
     return {
+      mailboxItems: queuedItems,
+      deepestMailbox: deepest,
+      slowTurns,
+      actions,
+      workerTurns: Object.fromEntries(this.#workerTurns),
       engine: this.raw.stats(),
       connections: this.#open,
       groups: this.#groups.size,
@@ -331,6 +424,9 @@ export class ActorServer extends EventEmitter {
       tasksInFlight: this.#tasksInFlight,
       ...this.#counters,
       workers: this.#pool?.threads.length ?? 0,
+      slowConsumers: [...this.#slow].filter((c) => c.congested && !c.closed).length,
+      heldPushBytes: this.#heldBytes,
+      pushDrops: { ...this.#drops },
     };
   }
 
@@ -349,22 +445,15 @@ export class ActorServer extends EventEmitter {
     if (!Number.isInteger(deadlineMs) || deadlineMs < 0) throw new TypeError(`options.deadlineMs must be an integer >= 0, got ${String(deadlineMs)}`);
     this.#shuttingDown = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#slowTimer) clearInterval(this.#slowTimer);
+    this.#slowTimer = null;
     this.#closing = (async () => {
       if (!this.#raw) {
         await this.#pool?.destroy();
         return;
       }
       // Requests already queued are accepted: they run.  Wait for them.
-      if (!this.#settled()) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, deadlineMs);
-          this.#onSettled = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.#onSettled = null;
-      }
+      await this.#whenSettled(deadlineMs);
       // Past the deadline: answer everything left, in order, without waiting.
       for (const c of this.#conns.values()) this.#abandon(c, ErrorCode.SHUTTING_DOWN, 'the server is shutting down');
       for (const c of this.#conns.values()) {
@@ -380,10 +469,32 @@ export class ActorServer extends EventEmitter {
           };
         });
       }
+      // onClosed turns of the connections just closed run before the pool stops.
+      await this.#whenSettled(1000);
+      this.#stopped = true;
       await this.#raw.close();
       await this.#pool?.destroy();
     })();
     return this.#closing;
+  }
+
+  /**
+   * Wires process signals (default SIGTERM and SIGINT) to a graceful
+   * `close(options)`.  The process is not exited: it ends by itself once the
+   * server (and whatever else the application runs) has stopped.  Returns a
+   * function that removes the handlers.
+   */
+  closeOnSignals(options: CloseOptions & { signals?: NodeJS.Signals[] } = {}): () => void {
+    const { signals = ['SIGTERM', 'SIGINT'], ...closeOptions } = options;
+    const onSignal = (): void => {
+      off();
+      void this.close(closeOptions);
+    };
+    const off = (): void => {
+      for (const sig of signals) process.removeListener(sig, onSignal);
+    };
+    for (const sig of signals) process.on(sig, onSignal);
+    return off;
   }
 
   // ---------------------------------------------------------------------------
@@ -415,6 +526,7 @@ export class ActorServer extends EventEmitter {
         const max = this.options.maxQueue;
         if (max > 0 && this.#waiting >= max) return this.#answer(c, data, ErrorCode.OVERLOADED, `more than maxQueue (${max}) requests are waiting`);
         this.#waiting++;
+        this.#counters.requests++;
         c.requests++;
         if (c.requests >= this.options.mailboxLimit && !c.paused) {
           c.paused = true;
@@ -453,6 +565,7 @@ export class ActorServer extends EventEmitter {
       this.#paused--;
     }
     if (c.groups) for (const g of [...c.groups]) this.#leave(c, g);
+    this.#dropHeld(c);
     // What waits in the mailbox can no longer be answered.
     for (let i = c.head; i < c.box.length; i++) if (c.box[i]!.k === REQ) this.#waiting--;
     c.box = [];
@@ -477,7 +590,7 @@ export class ActorServer extends EventEmitter {
   /** Answer a request without running it (in its place in the order). */
   #answer(c: Conn, frame: Buffer, code: number, message: string): void {
     const id = frame.readUInt32LE(4);
-    this.#enqueue(c, { k: OUT, bytes: this.#encoder.encodePrefixed(Messages.error(id, code, message, undefined, { checksum: this.#checksum(frame) })), close: null });
+    this.#enqueue(c, { k: OUT, bytes: this.#encoder.encodePrefixed(Messages.error(id, code, message, undefined, { checksum: this.#checksum(frame) })), close: null, policy: ANSWER, key: null });
   }
 
   /** A frame the I/O thread's check (or the kind rules) refused: ERROR in order, or GOAWAY and close. */
@@ -493,8 +606,8 @@ export class ActorServer extends EventEmitter {
     if (close) {
       c.closing = true;
       this.raw.pauseReading(c.id);
-      this.#enqueue(c, { k: OUT, bytes: answer ? this.#encoder.encodePrefixed(answer) : new Uint8Array(0), close: (error as Error).message });
-    } else if (answer) this.#enqueue(c, { k: OUT, bytes: this.#encoder.encodePrefixed(answer), close: null });
+      this.#enqueue(c, { k: OUT, bytes: answer ? this.#encoder.encodePrefixed(answer) : new Uint8Array(0), close: (error as Error).message, policy: ANSWER, key: null });
+    } else if (answer) this.#enqueue(c, { k: OUT, bytes: this.#encoder.encodePrefixed(answer), close: null, policy: ANSWER, key: null });
   }
 
   #enqueue(c: Conn, item: Item): void {
@@ -506,8 +619,11 @@ export class ActorServer extends EventEmitter {
     if (c.running === null && c.head === c.box.length - 1) this.#pump(c);
   }
 
-  #send(c: Conn, item: { bytes: Uint8Array; close: string | null }): void {
-    if (item.bytes.length > 0) this.#raw!.write(c.id, item.bytes);
+  #send(c: Conn, item: { bytes: Uint8Array; close: string | null; policy: number; key: string | null }): void {
+    if (item.bytes.length > 0) {
+      if (item.policy === ANSWER) this.#write(c, item.bytes);
+      else this.#pushOut(c, item.bytes, item.policy, item.key);
+    }
     if (item.close !== null) {
       c.closing = true;
       c.closeReason = item.close;
@@ -516,12 +632,120 @@ export class ActorServer extends EventEmitter {
   }
 
   /** Deliver a push frame to a connection; false when it is gone. */
-  #deliver(id: number, frame: Uint8Array): boolean {
+  #deliver(id: number, frame: Uint8Array, policy: number, key: string | null): boolean {
     const c = this.#conns.get(id);
     if (c === undefined || c.closed || c.closing) return false;
-    if (c.running === null && c.head === c.box.length) this.#raw!.write(id, frame);
-    else c.box.push({ k: OUT, bytes: frame, close: null });
+    if (c.running === null && c.head === c.box.length) this.#pushOut(c, frame, policy, key);
+    else c.box.push({ k: OUT, bytes: frame, close: null, policy, key });
     return true;
+  }
+
+  /**
+   * Writes bytes to a connection and, every so many bytes, looks at how
+   * much of what it was sent is still unsent: past sendHighWaterBytes it is a
+   * slow consumer until the engine's drain event.
+   */
+  #write(c: Conn, bytes: Uint8Array): void {
+    const raw = this.#raw!;
+    if (!raw.write(c.id, bytes)) return;
+    c.unchecked += bytes.length;
+    if (c.unchecked >= this.#checkEvery) {
+      c.unchecked = 0;
+      if (!c.congested && raw.pendingBytes(c.id) > raw.options.sendHighWaterBytes) this.#congest(c);
+    }
+  }
+
+  /**
+   * Marks a slow consumer.  The engine's drain event normally ends it, but
+   * the engine arms that event on its I/O thread, which may already have
+   * written the bytes below the mark by then; so slow consumers are also
+   * looked at every 25 ms, and one whose unsent bytes fell to
+   * sendLowWaterBytes is treated as drained.
+   */
+  #congest(c: Conn): void {
+    c.congested = true;
+    this.#slow.add(c);
+    if (this.#slowTimer === null) {
+      this.#slowTimer = setInterval(() => {
+        const raw = this.#raw!;
+        for (const x of this.#slow) {
+          if (x.closed || x.closing || !x.congested) this.#slow.delete(x);
+          else if (raw.pendingBytes(x.id) <= raw.options.sendLowWaterBytes) this.#onDrain(x.id);
+        }
+        if (this.#slow.size === 0 && this.#slowTimer) {
+          clearInterval(this.#slowTimer);
+          this.#slowTimer = null;
+        }
+      }, 25);
+      this.#slowTimer.unref();
+    }
+  }
+
+  /** A push reaches the wire, or, for a slow consumer, its policy. */
+  #pushOut(c: Conn, bytes: Uint8Array, policy: number, key: string | null): void {
+    if (!c.congested && c.held.length === 0) return this.#write(c, bytes);
+    const p = policy < 0 ? this.#defaultPolicy : policy;
+    const budget = this.options.outboundBudgetBytes;
+    const drops = this.#drops;
+    switch (p) {
+      case P_DROP_NEW:
+        drops.dropNew++;
+        return;
+      case P_CLOSE:
+        drops.closed++;
+        if (!c.closing) this.#goAway(c, ErrorCode.OVERLOADED, 'slow consumer');
+        return;
+      case P_COALESCE: {
+        const i = c.held.findIndex((h) => h.key === key);
+        if (i >= 0) {
+          const delta = bytes.length - c.held[i]!.bytes.length;
+          c.heldBytes += delta;
+          this.#heldBytes += delta;
+          c.held[i] = { bytes: copyIfView(bytes), key };
+          drops.coalesced++;
+          return;
+        }
+        break;
+      }
+    }
+    c.held.push({ bytes: copyIfView(bytes), key });
+    c.heldBytes += bytes.length;
+    this.#heldBytes += bytes.length;
+    if (c.heldBytes <= budget) return;
+    if (p === P_QUEUE) {
+      // A bounded queue that is full: the connection cannot keep up at all.
+      drops.closed++;
+      this.#dropHeld(c);
+      if (!c.closing) this.#goAway(c, ErrorCode.OVERLOADED, 'slow consumer: outboundBudgetBytes exceeded');
+      return;
+    }
+    // drop-oldest (and coalesce under a new key): the oldest held pushes go.
+    while (c.heldBytes > budget && c.held.length > 0) {
+      const old = c.held.shift()!;
+      c.heldBytes -= old.bytes.length;
+      this.#heldBytes -= old.bytes.length;
+      drops.dropOldest++;
+    }
+  }
+
+  #dropHeld(c: Conn): void {
+    this.#heldBytes -= c.heldBytes;
+    c.held = [];
+    c.heldBytes = 0;
+  }
+
+  /** The engine's drain: the slow consumer caught up; its held pushes go, in order, while it keeps up. */
+  #onDrain(conn: number): void {
+    const c = this.#conns.get(conn);
+    if (c === undefined) return;
+    c.congested = false;
+    this.#slow.delete(c);
+    while (c.held.length > 0 && !c.congested && !c.closed && !c.closing) {
+      const h = c.held.shift()!;
+      c.heldBytes -= h.bytes.length;
+      this.#heldBytes -= h.bytes.length;
+      this.#write(c, h.bytes);
+    }
   }
 
   /** Move the head of an idle mailbox: write OUT items, make the connection ready for a REQ or HOOK. */
@@ -595,6 +819,7 @@ export class ActorServer extends EventEmitter {
   // ---------------------------------------------------------------------------
 
   #dispatch(): void {
+    if (this.#stopped) return;
     while (this.#tasksInFlight < this.#maxTasksInFlight && this.#readyHead < this.#ready.length) {
       const free = this.#maxTasksInFlight - this.#tasksInFlight;
       const readyCount = this.#ready.length - this.#readyHead;
@@ -614,6 +839,7 @@ export class ActorServer extends EventEmitter {
   }
 
   #runTask(conns: Conn[]): void {
+    const now = performance.now();
     let infos: Task['infos'] = null;
     let total = 0;
     const maxPer = this.options.maxTurnsPerConnection;
@@ -638,6 +864,7 @@ export class ActorServer extends EventEmitter {
         longest = Math.max(longest, taken.length);
       }
       c.running = taken;
+      c.runningSince = now;
       if (c.state) total += c.state.length;
     }
     const buf = Buffer.from(new ArrayBuffer(total));
@@ -682,13 +909,23 @@ export class ActorServer extends EventEmitter {
     ).finally(() => {
       if (watchdog) clearTimeout(watchdog);
       this.#tasksInFlight--;
-      this.#dispatch();
+      // The answers go to the I/O threads before the next task is posted.
       this.#raw?.flush();
+      this.#dispatch();
       this.#checkSettled();
     });
   }
 
   #onResult(conns: Conn[], result: TaskResult): void {
+    this.#workerTurns.set(result.thread, (this.#workerTurns.get(result.thread) ?? 0) + result.count);
+    for (const [action, [n, total, max]] of Object.entries(result.timing)) {
+      const a = this.#actions.get(action);
+      if (a) {
+        a.requests += n;
+        a.totalMs += total;
+        if (max > a.maxMs) a.maxMs = max;
+      } else if (this.#actions.size < 1000) this.#actions.set(action, { requests: n, totalMs: total, maxMs: max });
+    }
     const buf = Buffer.from(result.buf.buffer, result.buf.byteOffset, result.buf.byteLength);
     let pos = 0;
     for (let i = 0; i < result.count; i++) {
@@ -710,7 +947,7 @@ export class ActorServer extends EventEmitter {
         c.state = buf.subarray(pos, pos + stateLen).slice();
         pos += stateLen;
       }
-      if (outLen > 0 && !c.closed && !c.closing) this.#raw!.write(c.id, buf.subarray(pos, pos + outLen));
+      if (outLen > 0 && !c.closed && !c.closing) this.#write(c, buf.subarray(pos, pos + outLen));
       pos = end;
       if (extras !== null) {
         if (extras.failures) {
@@ -732,17 +969,17 @@ export class ActorServer extends EventEmitter {
       switch (cmd[0]) {
         case CmdOp.PUSH_TO: {
           const frame = copyOnce(buf, cmd[2], cmd[3]);
-          for (const id of cmd[1]) this.#deliverShared(id, frame);
+          for (const id of cmd[1]) this.#deliverShared(id, frame, cmd[4], cmd[5]);
           break;
         }
         case CmdOp.PUSH_GROUP: {
           const frame = copyOnce(buf, cmd[2], cmd[3]);
-          for (const id of this.#groups.get(cmd[1]) ?? []) if (id !== cmd[4]) this.#deliverShared(id, frame);
+          for (const id of this.#groups.get(cmd[1]) ?? []) if (id !== cmd[4]) this.#deliverShared(id, frame, cmd[5], cmd[6]);
           break;
         }
         case CmdOp.BROADCAST: {
           const frame = copyOnce(buf, cmd[1], cmd[2]);
-          for (const id of this.#conns.keys()) if (id !== cmd[3]) this.#deliverShared(id, frame);
+          for (const id of this.#conns.keys()) if (id !== cmd[3]) this.#deliverShared(id, frame, cmd[4], cmd[5]);
           break;
         }
         case CmdOp.JOIN:
@@ -755,15 +992,16 @@ export class ActorServer extends EventEmitter {
     }
   }
 
-  /** #deliver for a frame that lives in a result buffer: copied (once) only if it has to wait in a mailbox. */
-  #deliverShared(id: number, frame: SharedFrame): void {
+  /** #deliver for a frame that lives in a result buffer: copied (once) only if it has to wait. */
+  #deliverShared(id: number, frame: SharedFrame, policy: number, key: string | null): void {
     const c = this.#conns.get(id);
     if (c === undefined || c.closed || c.closing) return;
-    if (c.running === null && c.head === c.box.length) this.#raw!.write(id, frame.view);
-    else c.box.push({ k: OUT, bytes: frame.copy(), close: null });
+    if (c.running === null && c.head === c.box.length) this.#pushOut(c, c.congested || c.held.length > 0 ? frame.copy() : frame.view, policy, key);
+    else c.box.push({ k: OUT, bytes: frame.copy(), close: null, policy, key });
   }
 
   #onTaskFailed(conns: Conn[], error: unknown, timedOut: boolean): void {
+    if (this.#stopped) return; // the pool was destroyed under it at shutdown: nobody left to answer
     const code = timedOut ? ErrorCode.TIMEOUT : ErrorCode.INTERNAL;
     const message = timedOut
       ? `a handler kept its worker busy past handlerTimeoutMs (${this.options.handlerTimeoutMs} ms); the worker was stopped`
@@ -827,6 +1065,19 @@ export class ActorServer extends EventEmitter {
     }
   }
 
+  /** Resolves when nothing is queued or running, or after `ms`. */
+  async #whenSettled(ms: number): Promise<void> {
+    if (this.#settled()) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#onSettled = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#onSettled = null;
+  }
+
   #settled(): boolean {
     if (this.#tasksInFlight > 0 || this.#waiting > 0) return false;
     for (const c of this.#conns.values()) if (c.running !== null || c.head < c.box.length) return false;
@@ -860,6 +1111,11 @@ function cmdEnd(cmd: Cmd): number {
     default:
       return 0;
   }
+}
+
+/** A private copy of bytes that may be a view into a larger or reused buffer. */
+function copyIfView(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
 }
 
 function actionOf(frame: Buffer): string {

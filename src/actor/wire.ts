@@ -46,10 +46,12 @@ export const RESULT_TURN_HEADER = 16;
 
 /** Commands a turn leaves for the main thread, applied in order after its output is sent. */
 export const CmdOp = Object.freeze({ PUSH_TO: 0, PUSH_GROUP: 1, BROADCAST: 2, JOIN: 3, LEAVE: 4 } as const);
+/** Push policies as they travel in commands (see PushPolicy); -1: the server's default. */
+export const POLICY_CODES = Object.freeze({ queue: 0, 'drop-oldest': 1, 'drop-new': 2, close: 3, coalesce: 4 } as const);
 export type Cmd =
-  | [op: 0, targets: number[], off: number, len: number]
-  | [op: 1, group: string, off: number, len: number, except: number]
-  | [op: 2, off: number, len: number, except: number]
+  | [op: 0, targets: number[], off: number, len: number, policy: number, key: string | null]
+  | [op: 1, group: string, off: number, len: number, except: number, policy: number, key: string | null]
+  | [op: 2, off: number, len: number, except: number, policy: number, key: string | null]
   | [op: 3, group: string]
   | [op: 4, group: string];
 
@@ -65,6 +67,10 @@ export interface TaskResult {
   count: number;
   buf: Uint8Array;
   extras: Array<TurnExtras | null> | null;
+  /** The worker's threadId. */
+  thread: number;
+  /** Per action run in this task: [requests, total handler ms, longest handler ms]. */
+  timing: Record<string, [number, number, number]>;
 }
 
 /** Data every worker of a server starts with. */
