@@ -702,13 +702,27 @@ const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '-');
 const fmtUs = (x) => (Number.isFinite(x) ? (x >= 1000 ? `${(x / 1000).toFixed(2)} ms` : `${x.toFixed(0)} us`) : '-');
 
 /** Median summary of the runs of one server and shape, or a reason it has none. */
+/**
+ * Whether every server that completed runs of a shape has at least one quiet
+ * (undisturbed) run of it.  Only then are disturbed runs left out of that
+ * shape's medians: comparing one server's quiet runs with another's busy
+ * ones would not be fair either way (on these VMs a busy machine can even
+ * make 1x1 faster: no vCPU has to wake from idle).
+ */
+function shapeHasQuietRuns(shapeId) {
+  return activeServers.every((server) => {
+    const completed = (results.get(`${server.name}|${shapeId}`) ?? []).filter((r) => !r.skipped && !r.failed);
+    return completed.length === 0 || completed.some((r) => !r.disturbed);
+  });
+}
+
 function summary(serverName, shapeId) {
   const runs = results.get(`${serverName}|${shapeId}`) ?? [];
   const completed = runs.filter((r) => !r.skipped && !r.failed);
-  // Runs kept although the machine was busy count only when no quiet run
-  // exists for this server and shape (the notes say how many were dropped).
+  // Disturbed runs are left out when every server has a quiet run of this
+  // shape (the notes say how many were dropped).
   const quiet = completed.filter((r) => !r.disturbed);
-  const ok = quiet.length ? quiet : completed;
+  const ok = quiet.length && shapeHasQuietRuns(shapeId) ? quiet : completed;
   if (ok.length === 0) {
     const r = runs.find((x) => x.skipped) ?? runs.find((x) => x.failed);
     return { reason: r ? (r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.failed}`) : 'not run' };
@@ -751,7 +765,7 @@ for (const server of activeServers) {
     }
     row[shape.id] = `${fmtRate(s.rate)}/s (${fmtRatio(s.rate / ref.rate)})`;
     if (s.errors) notes.push(`${server.name} / ${shape.id}: ${s.errors} errors (mismatches or lost connections)`);
-    if (s.disturbed) notes.push(`${server.name} / ${shape.id}: every run (${s.runs}) had other processes using over ${DEFAULTS.maxOtherCpu}% CPU (after up to ${opts.retries} re-run(s)); the figure is from disturbed runs`);
+    if (s.disturbed) notes.push(`${server.name} / ${shape.id}: ${s.disturbed} of the ${s.runs} run(s) in the median had other processes using over ${DEFAULTS.maxOtherCpu}% CPU (after up to ${opts.retries} re-run(s))`);
     if (s.droppedDisturbed) notes.push(`${server.name} / ${shape.id}: ${s.droppedDisturbed} disturbed run(s) left out; the median is of the ${s.runs} quiet one(s)`);
     if (s.loadgenCpu >= 95 * opts.loadgenThreads) notes.push(`${server.name} / ${shape.id}: the load generator used ${s.loadgenCpu.toFixed(0)}% CPU (${opts.loadgenThreads} thread(s)): this rate is bounded by the load generator, not the server`);
     if (s.failedRuns) notes.push(`${server.name} / ${shape.id}: ${s.failedRuns} of ${s.runs + s.droppedDisturbed + s.failedRuns} runs failed`);
