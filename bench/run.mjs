@@ -8,7 +8,7 @@
 //   node bench/run.mjs --only net,c-echo --shapes 100x1,100x16 --repeat 3
 //   node bench/run.mjs --backend io_uring      whirlwind on one backend only
 //                                               (default: WHIRLWIND_BACKEND, else all)
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -63,6 +63,7 @@ const { values: args } = parseArgs({
     host: { type: 'string' },
     'base-port': { type: 'string' },
     'quiet-wait': { type: 'string' },
+    'skip-fanout': { type: 'boolean', default: false },
     'disturbance-budget': { type: 'string' },
     out: { type: 'string' },
     json: { type: 'string' },
@@ -74,6 +75,7 @@ const { values: args } = parseArgs({
 function printHelp() {
   console.log(`usage: node bench/run.mjs [options]
   --quick                 short run: ${QUICK.shapes.join(', ')}; ${QUICK.duration} s per run, no memory shape
+  --skip-fanout           leave out the push fan-out (bench/fanout.mjs; also left out by --quick and --only)
   --only <a,b,...>        servers to run (default all): ${servers.map((s) => s.name).join(', ')}
   --shapes <a,b,...>      shapes to run (default all): ${shapes.map((s) => s.id).join(', ')}
   --duration <s>          measured seconds per run (default ${DEFAULTS.duration})
@@ -163,6 +165,19 @@ const servers = [
       memory: true,
       stats: true,
     })),
+  // The full protocol: the actor echo (examples/echo.mjs, socket actors on
+  // the worker pool) and the same application, with the same protocol and
+  // codec, on plain node:net, node:net + piscina.run() per message and node
+  // cluster.  ww_loadgen replays one pre-encoded REQUEST
+  // (bench/frames/echo-64.bin, a 64-byte body) and counts each whole frame
+  // back as its reply.  Ratios in these rows are to 'proto-net'.  Only the
+  // shapes the actor issue sets targets for, to keep the run short.
+  ...[
+    { name: 'actor', label: 'whirlwind actor echo (full protocol, worker pool)', cmd: [node, 'examples/echo.mjs'] },
+    { name: 'proto-net', label: 'same protocol on node:net, one thread', cmd: [node, 'bench/servers/proto-net-echo.mjs'] },
+    { name: 'proto-net-piscina', label: 'same protocol, node:net + piscina.run() per message', cmd: [node, 'bench/servers/proto-net-piscina.mjs'] },
+    { name: 'proto-cluster', label: 'same protocol, node cluster, 2 processes', cmd: [node, 'bench/servers/proto-cluster-echo.mjs', '--workers', '2'] },
+  ].map((x) => ({ ...x, frameFile: 'bench/frames/echo-64.bin', ref: 'proto-net', shapes: ['100x1', '100x1-work100'] })),
 ];
 
 const shapes = [
@@ -471,10 +486,11 @@ function runLoadgen(argv, { onLine } = {}) {
 // One measurement
 // ---------------------------------------------------------------------------
 
-function loadgenArgs(shape, port) {
+function loadgenArgs(shape, port, server) {
   return [
     '--host', opts.host, '--port', String(port),
-    '-c', String(shape.conns), '-p', String(shape.pipeline), '-s', '64',
+    '-c', String(shape.conns), '-p', String(shape.pipeline),
+    ...(server?.frameFile ? ['--frame-file', path.join(ROOT, server.frameFile)] : ['-s', '64']),
     '-d', String(opts.duration), '-w', String(opts.warmup), '-t', String(opts.loadgenThreads), '-q',
   ];
 }
@@ -485,7 +501,7 @@ async function measureThroughput(server, shape) {
   if (!s.proc) return s;
   let r;
   try {
-    const argv = loadgenArgs(shape, s.port);
+    const argv = loadgenArgs(shape, s.port, server);
     const pid = s.proc.pid;
     const ours = treePids(pid, new Set([process.pid]));
     const p0 = processSnapshot();
@@ -615,7 +631,8 @@ const t0 = performance.now();
 
 const throughputShapes = activeShapes.filter((s) => !s.memory);
 const memShape = activeShapes.find((s) => s.memory);
-const totalRuns = throughputShapes.length * activeServers.length * opts.repeat +
+const applies = (server, shape) => !server.shapes || server.shapes.includes(shape.id);
+const totalRuns = throughputShapes.reduce((a, sh) => a + activeServers.filter((sv) => applies(sv, sh)).length, 0) * opts.repeat +
   (memShape ? activeServers.filter((s) => s.memory).length : 0);
 let done = 0;
 console.log(`whirlwind bench: ${activeServers.length} servers, shapes ${activeShapes.map((s) => s.id).join(' ')}, ` +
@@ -629,7 +646,9 @@ function record(server, shape, r) {
   if (r.skipped && /unavailable|missing/.test(r.skipped)) status.set(server.name, { skipped: r.skipped });
   if (r.serverCommand) {
     if (!commands.has(shape.id)) commands.set(shape.id, { loadgen: r.loadgenCommand, servers: new Map() });
-    commands.get(shape.id).servers.set(server.name, r.serverCommand);
+    const c = commands.get(shape.id);
+    // The protocol rows drive the load generator with --frame-file: say so.
+    c.servers.set(server.name, r.loadgenCommand && r.loadgenCommand !== c.loadgen ? `${r.serverCommand}\` with load \`${r.loadgenCommand}` : r.serverCommand);
   }
   done++;
   const what = r.skipped ? `skipped (${r.skipped})` : r.failed ? `FAILED (${r.failed})`
@@ -654,6 +673,7 @@ for (let rep = 0; rep < opts.repeat; rep++) {
     const n = activeServers.length;
     for (let i = 0; i < n; i++) {
       const server = activeServers[(i + rep) % n];
+      if (server.shapes && !server.shapes.includes(shape.id)) continue;
       if (status.has(server.name)) {
         record(server, shape, status.get(server.name));
         continue;
@@ -683,6 +703,21 @@ if (memShape) {
   for (const server of activeServers.filter((s) => s.memory)) {
     record(server, memShape, status.get(server.name) ?? (await measureMemory(server)));
   }
+}
+// Push fan-out to ${opts.memConns} connections (bench/fanout.mjs): whirlwind's
+// broadcast against a plain node:net write loop.  Its own script, run here
+// so one command measures everything.
+let fanout = null;
+if (!args.quick && !args.only && !args['skip-fanout']) {
+  console.log(`\npush fan-out: node bench/fanout.mjs --conns ${opts.memConns} --repeat ${opts.repeat}`);
+  const { status, stdout, stderr } = spawnSync(node, ['bench/fanout.mjs', '--conns', String(opts.memConns), '--repeat', String(opts.repeat)], {
+    cwd: ROOT, encoding: 'utf8', timeout: 300_000,
+  });
+  process.stdout.write(stdout);
+  const table = stdout.slice(stdout.indexOf('push fan-out,'));
+  fanout = status === 0 && stdout.includes('push fan-out,')
+    ? table.trim()
+    : `failed (exit ${status}): ${(stderr || stdout).trim().slice(-300)}`;
 }
 const elapsed = (performance.now() - t0) / 1000;
 
@@ -756,14 +791,18 @@ const notes = [];
 for (const server of activeServers) {
   const row = {};
   for (const shape of throughputShapes) {
+    if (server.shapes && !server.shapes.includes(shape.id)) {
+      row[shape.id] = '';
+      continue;
+    }
     const s = summary(server.name, shape.id);
-    const ref = summary(REFERENCE, shape.id);
+    const ref = summary(server.ref ?? REFERENCE, shape.id);
     if (s.reason) {
       row[shape.id] = short(s.reason);
       notes.push(`${server.name} / ${shape.id}: ${s.reason}`);
       continue;
     }
-    row[shape.id] = `${fmtRate(s.rate)}/s (${fmtRatio(s.rate / ref.rate)})`;
+    row[shape.id] = `${fmtRate(s.rate)}/s (${fmtRatio(s.rate / ref.rate)}${server.ref ? ` vs ${server.ref}` : ''})`;
     if (s.errors) notes.push(`${server.name} / ${shape.id}: ${s.errors} errors (mismatches or lost connections)`);
     if (s.disturbed) notes.push(`${server.name} / ${shape.id}: ${s.disturbed} of the ${s.runs} run(s) in the median had other processes using over ${DEFAULTS.maxOtherCpu}% CPU (after up to ${opts.retries} re-run(s))`);
     if (s.droppedDisturbed) notes.push(`${server.name} / ${shape.id}: ${s.droppedDisturbed} disturbed run(s) left out; the median is of the ${s.runs} quiet one(s)`);
@@ -898,6 +937,12 @@ See bench/README.md for what each number means.
 ${throughputShapes.length ? mdTable(throughputRows, 'server') : '(no throughput shapes in this run)'}
 
 ${throughputShapes.map((s) => `- ${s.id}: ${s.about}`).join('\n')}
+
+## Push fan-out
+
+${fanout ?? '(not in this run: --quick, --only or --skip-fanout)'}
+
+Command: \`node bench/fanout.mjs --conns ${opts.memConns} --repeat ${opts.repeat}\` (10 rounds of one 64-byte PUSH to every connection; the rate is frames delivered over the time from the server's first push call to the last frame's arrival at ww_loadgen --sink).
 
 ## Latency, 1 connection x 1 in flight
 
