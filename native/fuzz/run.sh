@@ -25,7 +25,9 @@ if [ "${#inputs[@]}" -gt 0 ]; then
   echo "fuzz: ${#inputs[@]} seed and regression inputs pass"
 fi
 # 2. A bounded run from the seed corpus (copied, so the repo is not written to).
-mkdir -p "$work/corpus"
+# regressions/ holds only crash inputs, so a fresh clone may not have it:
+# libFuzzer refuses an artifact prefix whose directory is missing.
+mkdir -p "$here/regressions" "$work/corpus"
 cp "$here"/corpus/* "$work/corpus/"
 if ! "$work/framer_fuzz" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
      -artifact_prefix="$here/regressions/" -print_final_stats=1 "$work/corpus" > "$work/fuzz.log" 2>&1; then
