@@ -811,7 +811,7 @@ for (const server of activeServers) {
   }
   throughputRows[server.name] = row;
   const lat = summary(server.name, '1x1');
-  if (throughputShapes.some((s) => s.id === '1x1')) {
+  if (throughputShapes.some((s) => s.id === '1x1') && (!server.shapes || server.shapes.includes('1x1'))) {
     latencyRows[server.name] = lat.reason ? { p50: short(lat.reason) } : {
       p50: fmtUs(lat.p50), p90: fmtUs(lat.p90), p99: fmtUs(lat.p99), 'p99.9': fmtUs(lat.p999), max: fmtUs(lat.max),
       'p50 vs net': fmtRatio(lat.p50 / summary(REFERENCE, '1x1').p50),
