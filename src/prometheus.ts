@@ -1,6 +1,8 @@
 // prometheus.ts - engine stats as Prometheus text exposition (format 0.0.4):
 // serve the string on any HTTP endpoint with
 // Content-Type: text/plain; version=0.0.4; charset=utf-8
+// Type-only imports: erased at run time, so no import cycle with the actor server.
+import type { ActorServerStats } from './actor/server.js';
 import type { EngineStats } from './engine.js';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -54,35 +56,12 @@ export function statsToPrometheus(
   return out.join('\n') + '\n';
 }
 
-/** The actor layer's counters, in the shape of ActorServer.stats() (kept structural to avoid an import cycle). */
-export interface ActorStatsLike {
-  engine: EngineStats;
-  connections: number;
-  groups: number;
-  queuedRequests: number;
-  pausedConnections: number;
-  tasksInFlight: number;
-  requests: number;
-  tasks: number;
-  turns: number;
-  failedTurns: number;
-  workers: number;
-  slowConsumers: number;
-  heldPushBytes: number;
-  pushDrops: Record<string, number>;
-  mailboxItems: number;
-  deepestMailbox: number;
-  slowTurns: Array<{ ms: number }>;
-  actions: Record<string, { requests: number; meanMs: number; maxMs: number }>;
-  workerTurns: Record<number, number>;
-}
-
 /**
  * Render an ActorServer.stats() snapshot: the engine's metrics (as
  * statsToPrometheus) followed by the actor layer's, same prefix and labels.
  */
 export function actorStatsToPrometheus(
-  stats: ActorStatsLike,
+  stats: ActorServerStats,
   options: { prefix?: string; extraLabels?: Record<string, string> } = {},
 ): string {
   const prefix = options.prefix ?? 'whirlwind_';
