@@ -573,22 +573,32 @@ static void on_reply(worker *w, conn *c, int bad, uint64_t t)
 }
 
 /* Feed received bytes through the streaming frame parser. */
+/* Streaming framing: take length-prefix bytes from (*p, *n) into c->hdr.
+ * Returns 1 once all 4 are in (body_len set, body_pos 0), 0 when the input
+ * ran out first. */
+static int take_header(conn *c, const uint8_t **p, size_t *n)
+{
+    size_t take = 4 - c->hdr_have;
+    if (take > *n)
+        take = *n;
+    memcpy(c->hdr + c->hdr_have, *p, take);
+    c->hdr_have += (uint32_t)take;
+    *p += take;
+    *n -= take;
+    if (c->hdr_have < 4)
+        return 0;
+    c->body_len = (uint32_t)c->hdr[0] | (uint32_t)c->hdr[1] << 8 |
+                  (uint32_t)c->hdr[2] << 16 | (uint32_t)c->hdr[3] << 24;
+    c->body_pos = 0;
+    return 1;
+}
+
 static void parse_replies(worker *w, conn *c, const uint8_t *p, size_t n, uint64_t t)
 {
     while (n > 0) {
         if (c->hdr_have < 4) {
-            size_t take = 4 - c->hdr_have;
-            if (take > n)
-                take = n;
-            memcpy(c->hdr + c->hdr_have, p, take);
-            c->hdr_have += (uint32_t)take;
-            p += take;
-            n -= take;
-            if (c->hdr_have < 4)
+            if (!take_header(c, &p, &n))
                 return;
-            c->body_len = (uint32_t)c->hdr[0] | (uint32_t)c->hdr[1] << 8 |
-                          (uint32_t)c->hdr[2] << 16 | (uint32_t)c->hdr[3] << 24;
-            c->body_pos = 0;
             c->body_bad = !replay_bytes && c->body_len != opt.size;
         }
         size_t take = c->body_len - c->body_pos;
@@ -613,20 +623,8 @@ static void parse_replies(worker *w, conn *c, const uint8_t *p, size_t n, uint64
 static void sink_parse(conn *c, const uint8_t *p, size_t n)
 {
     while (n > 0) {
-        if (c->hdr_have < 4) {
-            size_t take = 4 - c->hdr_have;
-            if (take > n)
-                take = n;
-            memcpy(c->hdr + c->hdr_have, p, take);
-            c->hdr_have += (uint32_t)take;
-            p += take;
-            n -= take;
-            if (c->hdr_have < 4)
-                return;
-            c->body_len = (uint32_t)c->hdr[0] | (uint32_t)c->hdr[1] << 8 |
-                          (uint32_t)c->hdr[2] << 16 | (uint32_t)c->hdr[3] << 24;
-            c->body_pos = 0;
-        }
+        if (c->hdr_have < 4 && !take_header(c, &p, &n))
+            return;
         size_t take = c->body_len - c->body_pos;
         if (take > n)
             take = n;

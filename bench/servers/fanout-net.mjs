@@ -6,9 +6,8 @@
 //
 //   node bench/servers/fanout-net.mjs --port <p> [--host <h>] [--size <bytes>]
 import net from 'node:net';
-import { createInterface } from 'node:readline';
 import { exitOnSignals, intOption, parseServerArgs } from './common.mjs';
-import { pushFrame } from './fanout-frame.mjs';
+import { onGo, pushFrame } from './fanout-frame.mjs';
 
 const opts = parseServerArgs('fanout-net', { size: { type: 'string', default: '64' } });
 const frame = pushFrame(intOption('fanout-net', opts, 'size', 0, 1 << 20));
@@ -26,28 +25,11 @@ server.on('error', (err) => {
 server.listen({ port: opts.port, host: opts.host, backlog: 65535 }, () => {
   console.log(`fanout-net listening on ${opts.host} port ${server.address().port}`);
 });
-createInterface({ input: process.stdin }).on('line', (line) => {
-  const m = /^go (\d+) (\d+)$/.exec(line.trim());
-  if (m) whenConnected(Number(m[2]), () => go(Number(m[1])));
-});
-
-// The client may have finished connecting before this process accepted
-// every connection: wait (bounded) until all of them are here.
-function whenConnected(n, then, deadline = Date.now() + 30_000) {
-  if (sockets.size >= n || Date.now() > deadline) then();
-  else setTimeout(() => whenConnected(n, then, deadline), 5);
-}
-
-function go(rounds) {
-  const start = process.hrtime.bigint(); // CLOCK_MONOTONIC, as ww_loadgen's first_ns/last_ns
-  const t0 = performance.now();
-  let n = 0;
-  for (let r = 0; r < rounds; r++) {
-    for (const s of sockets) {
-      s.write(frame);
-      n++;
-    }
-  }
-  console.log(`pushed ${n} in ${(performance.now() - t0).toFixed(1)} ms start_ns=${start}`);
-}
+onGo(
+  () => sockets.size,
+  () => {
+    for (const s of sockets) s.write(frame);
+    return sockets.size;
+  },
+);
 exitOnSignals(() => server.close());
