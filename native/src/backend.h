@@ -61,6 +61,19 @@ struct Completion {
   uint32_t used;       // engine's own bookkeeping: bytes of data already consumed
 };
 
+// A completion with nothing but kind, connection and result set.
+inline Completion completion_of(CompKind k, Conn* c, int32_t res) {
+  Completion cp;
+  cp.kind = k;
+  cp.buf = 0;
+  cp.res = res;
+  cp.conn = c;
+  cp.data = nullptr;
+  cp.sock = kBadSock;
+  cp.used = 0;
+  return cp;
+}
+
 struct BackendConfig {
   uint32_t thread_index = 0;
   uint32_t recv_buffer_bytes = 64 * 1024;

@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "eventfd_wake.h"
 #include "backends.h"
 
 namespace ww {
@@ -46,7 +47,6 @@ class EpollPoller final : public Poller {
  public:
   ~EpollPoller() override {
     if (ep_ >= 0) ::close(ep_);
-    if (evfd_ >= 0) ::close(evfd_);
     std::free(bufs_);
   }
 
@@ -61,15 +61,14 @@ class EpollPoller final : public Poller {
     }
     for (uint32_t i = count; i > 0; --i) free_.push_back(uint16_t(i - 1));
     ep_ = epoll_create1(EPOLL_CLOEXEC);
-    evfd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (ep_ < 0 || evfd_ < 0) {
+    if (ep_ < 0 || !wake_.open(EFD_NONBLOCK)) {
       *err = "epoll: " + net_error_text(errno);
       return false;
     }
     struct epoll_event ev;
     ev.events = EPOLLIN;
-    ev.data.ptr = &evfd_;
-    if (epoll_ctl(ep_, EPOLL_CTL_ADD, evfd_, &ev) != 0) {
+    ev.data.ptr = &wake_;
+    if (epoll_ctl(ep_, EPOLL_CTL_ADD, wake_.fd(), &ev) != 0) {
       *err = "epoll: " + net_error_text(errno);
       return false;
     }
@@ -172,21 +171,12 @@ class EpollPoller final : public Poller {
       for (int i = 0; i < ne; ++i) {
         void* p = evs[i].data.ptr;
         uint32_t e = evs[i].events;
-        if (p == &evfd_) {
-          // Read the eventfd first, then clear the flag, and only then does
-          // the engine read its inbox (after we return).  The other order
-          // loses wake-ups: a wake() that sets the flag after our clear and
-          // writes before our read has its write consumed here while its
-          // flag stays set, so every later wake() sees the flag and writes
-          // nothing, and the thread sleeps with work in its inbox.  In this
-          // order a clear always follows the read that consumed the writes
-          // of the flags it clears; a wake() after the clear writes again.
-          uint64_t v;
-          ssize_t r = ::read(evfd_, &v, sizeof v);
-          (void)r;
-          wake_pending_.store(false, std::memory_order_seq_cst);
-          if (n < cap) out[n++] = make(CompKind::kWake, nullptr, 0);
-          else pending_.push_back(make(CompKind::kWake, nullptr, 0));
+        if (p == &wake_) {
+          // Read, then clear (eventfd_wake.h); the engine reads its inbox
+          // after we return.
+          wake_.consume();
+          if (n < cap) out[n++] = completion_of(CompKind::kWake, nullptr, 0);
+          else pending_.push_back(completion_of(CompKind::kWake, nullptr, 0));
           continue;
         }
         if (p == &lfd_) {
@@ -221,7 +211,7 @@ class EpollPoller final : public Poller {
       if (r > 0) {
         free_.pop_back();
         Completion& cp = out[n++];
-        cp = make(CompKind::kReceived, c, int32_t(r));
+        cp = completion_of(CompKind::kReceived, c, int32_t(r));
         cp.buf = b;
         cp.data = data;
         if (size_t(r) < buf_size_) {
@@ -237,7 +227,7 @@ class EpollPoller final : public Poller {
       } else if (r == 0) {
         unready(c);
         c->be_flags |= kRecvDone;
-        out[n++] = make(CompKind::kRecvEnd, c, 0);
+        out[n++] = completion_of(CompKind::kRecvEnd, c, 0);
       } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
         unready(c);
       } else if (errno == EINTR) {
@@ -246,34 +236,17 @@ class EpollPoller final : public Poller {
         int err = errno;
         unready(c);
         c->be_flags |= kRecvDone;
-        out[n++] = make(CompKind::kRecvEnd, c, -err);
+        out[n++] = completion_of(CompKind::kRecvEnd, c, -err);
       }
     }
     return n;
   }
 
-  void wake() override {
-    if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
-      uint64_t one = 1;
-      ssize_t r = ::write(evfd_, &one, sizeof one);
-      (void)r;
-    }
-  }
+  void wake() override { wake_.wake(); }
 
  private:
-  static Completion make(CompKind k, Conn* c, int32_t res) {
-    Completion cp;
-    cp.kind = k;
-    cp.buf = 0;
-    cp.res = res;
-    cp.conn = c;
-    cp.data = nullptr;
-    cp.sock = -1;
-    cp.used = 0;
-    return cp;
-  }
 
-  void push(CompKind k, Conn* c, int32_t res) { pending_.push_back(make(k, c, res)); }
+  void push(CompKind k, Conn* c, int32_t res) { pending_.push_back(completion_of(k, c, res)); }
 
   // Ready list: doubly linked through be_next / be_ptr (prev).
   void make_ready(Conn* c) {
@@ -325,7 +298,7 @@ class EpollPoller final : public Poller {
       int fd = accept4(lfd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0) {
         Completion& cp = out[n++];
-        cp = make(CompKind::kAccepted, nullptr, 0);
+        cp = completion_of(CompKind::kAccepted, nullptr, 0);
         cp.sock = fd;
         continue;
       }
@@ -334,7 +307,7 @@ class EpollPoller final : public Poller {
       if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
       // EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener would stay readable and
       // spin us.  Step back for a moment and let connections close.
-      out[n++] = make(CompKind::kAcceptError, nullptr, -e);
+      out[n++] = completion_of(CompKind::kAcceptError, nullptr, -e);
       epoll_ctl(ep_, EPOLL_CTL_DEL, lfd_, nullptr);
       accept_paused_ = true;
       accept_resume_at_ = now_ms() + 100;
@@ -353,11 +326,10 @@ class EpollPoller final : public Poller {
   }
 
   int ep_ = -1;
-  int evfd_ = -1;
   int lfd_ = -1;
   bool accept_paused_ = false;
   int64_t accept_resume_at_ = 0;
-  std::atomic<bool> wake_pending_{false};
+  EventfdWake wake_;
   uint8_t* bufs_ = nullptr;
   size_t buf_size_ = 0;
   std::vector<uint16_t> free_;

@@ -46,6 +46,7 @@
 #include <mutex>
 #include <vector>
 
+#include "eventfd_wake.h"
 #include "backends.h"
 
 // Newer uapi names the build machine's header may lack (it is the one from
@@ -515,8 +516,7 @@ class UringPoller final : public Poller {
     // (io_should_terminate_tw()).  Closing the ring then cancels and frees
     // the requests and unregisters the buffer ring, so the memory below may
     // go.
-    ring_.destroy();
-    if (evfd_ >= 0) ::close(evfd_);
+    ring_.destroy();  // before wake_ closes its eventfd (a member, closed after this body)
     std::free(bufs_);
   }
 
@@ -561,8 +561,7 @@ class UringPoller final : public Poller {
     buf_lends_.assign(buf_count_, 0);
     for (uint32_t i = 0; i < buf_count_; ++i) provide(uint16_t(i));
     publish_bufs();
-    evfd_ = eventfd(0, EFD_CLOEXEC);
-    if (evfd_ < 0) {
+    if (!wake_.open(0)) {
       *err = "io_uring: eventfd: " + net_error_text(errno);
       return false;
     }
@@ -706,28 +705,11 @@ class UringPoller final : public Poller {
     return n;
   }
 
-  void wake() override {
-    if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
-      uint64_t one = 1;
-      ssize_t r = ::write(evfd_, &one, sizeof one);
-      (void)r;
-    }
-  }
+  void wake() override { wake_.wake(); }
 
  private:
-  static Completion make(CompKind k, Conn* c, int32_t res) {
-    Completion cp;
-    cp.kind = k;
-    cp.buf = 0;
-    cp.res = res;
-    cp.conn = c;
-    cp.data = nullptr;
-    cp.sock = -1;
-    cp.used = 0;
-    return cp;
-  }
 
-  void push(CompKind k, Conn* c, int32_t res) { pending_.push_back(make(k, c, res)); }
+  void push(CompKind k, Conn* c, int32_t res) { pending_.push_back(completion_of(k, c, res)); }
 
   // Deliver a completion now if there is room in out[], else later.
   void deliver(Completion* out, int* n, int cap, const Completion& cp) {
@@ -789,7 +771,7 @@ class UringPoller final : public Poller {
     struct io_uring_sqe* sqe = ring_.get_sqe();
     if (!sqe) return;
     sqe->opcode = IORING_OP_READ;
-    sqe->fd = evfd_;
+    sqe->fd = wake_.fd();
     sqe->addr = uint64_t(reinterpret_cast<uintptr_t>(&wake_buf_));
     sqe->len = sizeof wake_buf_;
     sqe->off = uint64_t(-1);  // eventfd has no position: read "at the current one"
@@ -903,11 +885,11 @@ class UringPoller final : public Poller {
   }
 
   void on_wake(Completion* out, int* n, int cap, int32_t res) {
-    // Clear the flag before the engine reads its inbox (it does so after we
-    // return), so a wake() racing with us is never lost.
-    wake_pending_.store(false, std::memory_order_seq_cst);
+    // The kernel's READ consumed the count; now clear the flag
+    // (eventfd_wake.h), before the engine reads its inbox after we return.
+    wake_.consumed();
     arm_wake();
-    deliver(out, n, cap, make(CompKind::kWake, nullptr, 0));
+    deliver(out, n, cap, completion_of(CompKind::kWake, nullptr, 0));
   }
 
   void on_accept(Completion* out, int* n, int cap, uint64_t ud, int32_t res, uint32_t flags) {
@@ -917,12 +899,12 @@ class UringPoller final : public Poller {
       if (!current) {
         ::close(res);  // accepted after stop_listen: nobody wants it
       } else {
-        Completion cp = make(CompKind::kAccepted, nullptr, 0);
+        Completion cp = completion_of(CompKind::kAccepted, nullptr, 0);
         cp.sock = res;
         deliver(out, n, cap, cp);
       }
     } else if (current && res != -ECANCELED) {
-      deliver(out, n, cap, make(CompKind::kAcceptError, nullptr, res));
+      deliver(out, n, cap, completion_of(CompKind::kAcceptError, nullptr, res));
     }
     if (current && !accept_armed_ && !accept_paused_) {
       // The kernel ended the multishot accept.  After a success or a
@@ -944,7 +926,7 @@ class UringPoller final : public Poller {
     if (flags & IORING_CQE_F_BUFFER) {
       uint16_t bid = uint16_t(flags >> IORING_CQE_BUFFER_SHIFT);
       if (bid < buf_count_ && res > 0) {
-        Completion cp = make(CompKind::kReceived, c, res);
+        Completion cp = completion_of(CompKind::kReceived, c, res);
         cp.buf = bid;
         cp.data = bufs_ + size_t(bid) * buf_size_ + buf_off_[bid];
         if (inc_) buf_off_[bid] += uint32_t(res);
@@ -970,13 +952,13 @@ class UringPoller final : public Poller {
       if (c->be_flags & kRecvDone) return;
       if (res == 0) {
         c->be_flags |= kRecvDone;
-        deliver(out, n, cap, make(CompKind::kRecvEnd, c, 0));
+        deliver(out, n, cap, completion_of(CompKind::kRecvEnd, c, 0));
       } else if (res == -ENOBUFS) {
         // Out of buffers: the data stays in the socket until some come back.
         if (!(c->be_flags & kPaused)) starve(c);
       } else if (res < 0 && res != -ECANCELED) {
         c->be_flags |= kRecvDone;
-        deliver(out, n, cap, make(CompKind::kRecvEnd, c, res));
+        deliver(out, n, cap, completion_of(CompKind::kRecvEnd, c, res));
       } else if (!(c->be_flags & kPaused)) {
         // Ended with data (res > 0) or by a cancel that a resume overtook.
         arm_recv(c);
@@ -1039,9 +1021,8 @@ class UringPoller final : public Poller {
   bool inc_ = false;           // IOU_PBUF_RING_INC: buffers consumed incrementally
   std::vector<uint32_t> buf_off_;
   std::vector<uint32_t> buf_lends_;
-  int evfd_ = -1;
   uint64_t wake_buf_ = 0;
-  std::atomic<bool> wake_pending_{false};
+  EventfdWake wake_;
   int lfd_ = -1;
   uint64_t listen_gen_ = 0;
   bool accept_armed_ = false;
