@@ -19,5 +19,7 @@ export { SocketActor, handlers, ReplyError, PUSH_POLICIES } from './actor/actor.
 export type { TurnContext, MainThreadApi, PushOptions, PushPolicy, ClosedInfo, TurnFailure, Handler, HandlerTable } from './actor/actor.js';
 export { ActorServer, createServer, listen } from './actor/server.js';
 export type { ActorServerStats, CloseOptions } from './actor/server.js';
+export { TURN_TIME_BUCKETS_MS } from './actor/timing.js';
+export type { TimeHistogram } from './actor/timing.js';
 export { ACTOR_DEFAULTS, defaultMaxWorkers } from './actor/options.js';
 export type { ActorServerOptions, WorkerResourceLimits } from './actor/options.js';

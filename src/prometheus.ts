@@ -3,6 +3,7 @@
 // Content-Type: text/plain; version=0.0.4; charset=utf-8
 // Type-only imports: erased at run time, so no import cycle with the actor server.
 import type { ActorServerStats } from './actor/server.js';
+import type { TimeHistogram } from './actor/timing.js';
 import type { EngineStats } from './engine.js';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -88,6 +89,30 @@ export function actorStatsToPrometheus(
   metric('actor_action_requests_total', 'counter', 'Requests run, per action.', Object.entries(stats.actions).map(([action, a]) => [{ action }, a.requests]));
   metric('actor_action_mean_ms', 'gauge', 'Mean handler run time, per action.', Object.entries(stats.actions).map(([action, a]) => [{ action }, a.meanMs]));
   metric('actor_action_max_ms', 'gauge', 'Longest handler run time, per action.', Object.entries(stats.actions).map(([action, a]) => [{ action }, a.maxMs]));
+  // Times stay in ms (names end in _ms, `le` bounds in ms) like the metrics
+  // above and the stats snapshot, rather than Prometheus' base unit, seconds.
+  const histogram = (name: string, help: string, samples: Array<[Record<string, string>, TimeHistogram]>) => {
+    out.push(`# HELP ${prefix}${name} ${help}`, `# TYPE ${prefix}${name} histogram`);
+    for (const [l, h] of samples) {
+      // The snapshot counts per bucket; Prometheus buckets are cumulative, the last (+Inf) is the count.
+      let below = 0;
+      for (let i = 0; i < h.counts.length; i++) {
+        below += h.counts[i]!;
+        out.push(`${prefix}${name}_bucket${labels({ ...base, ...l, le: i < h.buckets.length ? String(h.buckets[i]) : '+Inf' })} ${below}`);
+      }
+      out.push(`${prefix}${name}_sum${labels({ ...base, ...l })} ${h.sum}`, `${prefix}${name}_count${labels({ ...base, ...l })} ${h.count}`);
+    }
+  };
+  histogram(
+    'actor_action_run_ms',
+    'Handler run time (until an async handler settled), per action, in ms.',
+    Object.entries(stats.actions).map(([action, a]) => [{ action }, a.runMs]),
+  );
+  histogram(
+    'actor_action_wait_ms',
+    'Time from a request\'s arrival (drained from the ring) to its handler\'s start, per action, in ms.',
+    Object.entries(stats.actions).map(([action, a]) => [{ action }, a.waitMs]),
+  );
   metric('actor_slow_consumers', 'gauge', 'Connections whose unsent bytes are above sendHighWaterBytes.', [[{}, stats.slowConsumers]]);
   metric('actor_held_push_bytes', 'gauge', 'Push bytes held for slow consumers.', [[{}, stats.heldPushBytes]]);
   metric('actor_push_drops_total', 'counter', 'Pushes to slow consumers not delivered, by what happened.', Object.entries(stats.pushDrops).map(([policy, n]) => [{ policy }, n]));

@@ -165,12 +165,14 @@ describe('actor request and reply', () => {
     expect(after.slowTurns).toEqual([]);
     // The same, as Prometheus text: every sample line well formed, after its TYPE.
     const text = actorStatsToPrometheus(after, { extraLabels: { server: 't' } });
+    // (A histogram's samples are its name with _bucket, _sum or _count; actor-histograms.test.ts looks closer.)
     const declared = new Set<string>();
     for (const line of text.trimEnd().split('\n')) {
       if (line.startsWith('# HELP ')) continue;
-      const t = /^# TYPE (\S+) (counter|gauge)$/.exec(line);
+      const t = /^# TYPE (\S+) (counter|gauge|histogram)$/.exec(line);
       if (t) {
         declared.add(t[1]!);
+        if (t[2] === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) declared.add(t[1]! + suffix);
         continue;
       }
       const m = /^([a-z_]+)\{([^}]*)\} (-?\d+(\.\d+)?(e-?\d+)?)$/.exec(line);

@@ -28,12 +28,15 @@ import {
   type TurnFailure,
   actorClassOf,
 } from '../src/actor/actor.js';
+import { bucketOf, sharedClockMs } from '../src/actor/timing.js';
 import {
+  ActionTiming,
   type Cmd,
   CmdOp,
   MAIN_PORT_KEY,
   POLICY_CODES,
   RESULT_TURN_HEADER,
+  TASK_REQUEST_HEADER,
   TASK_TURN_HEADER,
   type Task,
   type TaskResult,
@@ -238,9 +241,10 @@ function runRequests(actor: SocketActor<unknown>, turn: TurnOut, view: Buffer, p
   const n = turn.spec.n;
   for (let i = from; i < n; i++) {
     const len = view.readUInt32LE(pos);
-    const frame = view.subarray(pos + 4, pos + 4 + len);
-    pos += 4 + len;
-    const r = runRequest(actor, turn, frame);
+    const arrival = view.readDoubleLE(pos + 4);
+    const frame = view.subarray(pos + TASK_REQUEST_HEADER, pos + TASK_REQUEST_HEADER + len);
+    pos += TASK_REQUEST_HEADER + len;
+    const r = runRequest(actor, turn, frame, arrival);
     if (r === null) continue;
     const next = pos;
     const rest = async (failure: TurnFailure | null): Promise<TurnOut> => {
@@ -278,7 +282,7 @@ async function runHook(actor: SocketActor<unknown>, turn: TurnOut, name: 'onConn
  * it succeeded synchronously, the failure when it failed synchronously, or a
  * Promise of either when the handler returned a thenable.
  */
-function runRequest(actor: SocketActor<unknown>, turn: TurnOut, frame: Buffer): TurnFailure | null | Promise<TurnFailure | null> {
+function runRequest(actor: SocketActor<unknown>, turn: TurnOut, frame: Buffer, arrival: number): TurnFailure | null | Promise<TurnFailure | null> {
   let msg;
   try {
     msg = decoder.decode(frame);
@@ -299,33 +303,52 @@ function runRequest(actor: SocketActor<unknown>, turn: TurnOut, frame: Buffer): 
   const ctx = new Ctx(turn, spec.conn, spec.peer, msg.action, id, msg.attachment, checksum);
   const limit = init.handlerTimeoutMs;
   const t0 = performance.now();
+  const wait = t0 + toSharedClock - arrival;
   let r: unknown;
   try {
     r = handler.call(actor, msg.body, ctx);
   } catch (e) {
-    timed(ctx.action, performance.now() - t0);
+    timed(ctx.action, performance.now() - t0, wait);
     return settle(ctx, turn, e, true);
   }
   if (isThenable(r)) {
     const p = limit > 0 ? withTimeout(r, limit) : Promise.resolve(r);
     return p.then(
-      (v) => (timed(ctx.action, performance.now() - t0), settle(ctx, turn, v, false)),
-      (e: unknown) => (timed(ctx.action, performance.now() - t0), settle(ctx, turn, e, true)),
+      (v) => (timed(ctx.action, performance.now() - t0, wait), settle(ctx, turn, v, false)),
+      (e: unknown) => (timed(ctx.action, performance.now() - t0, wait), settle(ctx, turn, e, true)),
     );
   }
   // A synchronous handler cannot be interrupted; past its time its result is discarded all the same.
   const ms = performance.now() - t0;
-  timed(ctx.action, ms);
+  timed(ctx.action, ms, wait);
   return settle(ctx, turn, limit > 0 && ms > limit ? TIMED_OUT : r, false);
 }
 
-/** Handler run times of the current task, by action (see TaskResult.timing). */
-let timing: Record<string, [number, number, number]> = {};
-function timed(action: string, ms: number): void {
-  const t = (timing[action] ??= [0, 0, 0]);
-  t[0]++;
-  t[1] += ms;
-  if (ms > t[2]) t[2] = ms;
+/**
+ * What to add to this thread's performance.now() to get the shared clock
+ * (timing.ts): a handler's start is taken with performance.now() anyway, and
+ * hrtime per request would cost a call each.  The difference is constant for
+ * the thread, and one sample (hrtime, then performance.now()) can only come
+ * out too small, by however long the thread was held up between the two
+ * reads; so every task takes one more sample and the largest stands.
+ */
+let toSharedClock = -Infinity;
+function sampleClockOffset(): void {
+  const shared = sharedClockMs();
+  const offset = shared - performance.now();
+  if (offset > toSharedClock) toSharedClock = offset;
+}
+/** Handler run and wait times of the current task, by action (see TaskResult.timing). */
+let timing: Record<string, Float64Array> = {};
+function timed(action: string, runMs: number, waitMs: number): void {
+  const t = (timing[action] ??= new Float64Array(ActionTiming.LENGTH));
+  if (waitMs < 0) waitMs = 0; // an offset sampled a little too small can put a very short wait below 0
+  t[ActionTiming.REQUESTS]++;
+  t[ActionTiming.RUN_SUM] += runMs;
+  if (runMs > t[ActionTiming.RUN_MAX]) t[ActionTiming.RUN_MAX] = runMs;
+  t[ActionTiming.WAIT_SUM] += waitMs;
+  t[ActionTiming.RUN_COUNTS + bucketOf(runMs)]++;
+  t[ActionTiming.WAIT_COUNTS + bucketOf(waitMs)]++;
 }
 
 /** Turns a handler's outcome into its answer (then its own pushes) in turn.out; returns the failure or null. */
@@ -448,8 +471,8 @@ function brokenTurn(spec: TurnSpec, buf: Uint8Array, at: number, e: unknown): Tu
   const message = `the actor could not run: ${messageOf(e)}`;
   for (let i = 0; i < spec.n; i++) {
     const len = view.readUInt32LE(pos);
-    const id = len >= 8 ? view.readUInt32LE(pos + 8) : 0;
-    pos += 4 + len;
+    const id = len >= 8 ? view.readUInt32LE(pos + TASK_REQUEST_HEADER + 4) : 0;
+    pos += TASK_REQUEST_HEADER + len;
     turn.out.push(encoder.encodePrefixed(Messages.error(id, ErrorCode.INTERNAL, message, undefined, { checksum: init.codec.requireChecksum })));
     fail(turn, id, '', ErrorCode.INTERNAL, message);
   }
@@ -460,6 +483,7 @@ function brokenTurn(spec: TurnSpec, buf: Uint8Array, at: number, e: unknown): Tu
 /** The piscina task: run a batch of turns. */
 export default async function runTask(task: Task): Promise<TaskResult> {
   const Actor = await loadActor();
+  sampleClockOffset();
   const view = Buffer.from(task.buf.buffer, task.buf.byteOffset, task.buf.byteLength);
   let pos = 0;
   const outs: Array<TurnOut | Promise<TurnOut>> = [];
@@ -492,7 +516,7 @@ export default async function runTask(task: Task): Promise<TaskResult> {
     }
     outs.push(out);
     if (spec.stateLen > 0) pos += spec.stateLen;
-    for (let k = 0; k < spec.n; k++) pos += 4 + view.readUInt32LE(pos);
+    for (let k = 0; k < spec.n; k++) pos += TASK_REQUEST_HEADER + view.readUInt32LE(pos);
   }
   return assemble(waiting ? await Promise.all(outs) : (outs as TurnOut[]));
 }

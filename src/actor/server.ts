@@ -32,13 +32,14 @@ import { Flag, Kind } from '../protocol/layout.js';
 import { ServerCodec } from '../protocol/server.js';
 import { type ActorShape, type ClosedInfo, type MainThreadApi, PUSH_POLICIES, type PushOptions, type TurnFailure, actorClassOf, shapeOf } from './actor.js';
 import { type ActorServerOptions, type ResolvedActorOptions, resolveActorOptions } from './options.js';
-import { type Cmd, CmdOp, MAIN_PORT_KEY, POLICY_CODES, RESULT_TURN_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, TurnKind, type WorkerInit } from './wire.js';
+import { TURN_TIME_BUCKETS, TURN_TIME_BUCKETS_MS, type TimeHistogram, sharedClockMs } from './timing.js';
+import { ActionTiming, type Cmd, CmdOp, MAIN_PORT_KEY, POLICY_CODES, RESULT_TURN_HEADER, TASK_REQUEST_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, TurnKind, type WorkerInit } from './wire.js';
 
 const REQ = 0;
 const OUT = 1;
 const HOOK = 2;
 type Item =
-  | { k: typeof REQ; frame: Buffer }
+  | { k: typeof REQ; frame: Buffer; /** When it was drained from the ring (shared clock, ms). */ at: number }
   | { k: typeof OUT; bytes: Uint8Array; close: string | null; policy: number; key: string | null }
   | { k: typeof HOOK; kind: number; info: ClosedInfo | TurnFailure | null };
 
@@ -115,8 +116,13 @@ export interface ActorServerStats {
   deepestMailbox: number;
   /** Turns in flight for at least `slowTurnMs` (default 3000), slowest first. */
   slowTurns: Array<{ conn: number; action: string; requests: number; ms: number }>;
-  /** Handler run time per action, as the workers measured it (at most 1000 actions are tracked). */
-  actions: Record<string, { requests: number; meanMs: number; maxMs: number }>;
+  /**
+   * Per action, as the workers measured it (at most 1000 actions are tracked):
+   * requests run, their mean and longest handler run time, and histograms of
+   * their run time and of their wait (from arrival on the main thread to the
+   * handler's start), in ms.
+   */
+  actions: Record<string, { requests: number; meanMs: number; maxMs: number; runMs: TimeHistogram; waitMs: TimeHistogram }>;
   /** Turns run, per worker threadId. */
   workerTurns: Record<number, number>;
 }
@@ -182,7 +188,10 @@ export class ActorServer extends EventEmitter {
   #drops = { dropOldest: 0, dropNew: 0, coalesced: 0, closed: 0 };
   #slow = new Set<Conn>();
   #workerTurns = new Map<number, number>();
-  #actions = new Map<string, { requests: number; totalMs: number; maxMs: number }>();
+  /** Per action: the sum of the workers' ActionTiming records (wire.ts), RUN_MAX their max. */
+  #actions = new Map<string, Float64Array>();
+  /** Arrival time of the frames of the ring batch being drained (0: none read yet; batchEnd resets it). */
+  #arrival = 0;
   #slowTimer: NodeJS.Timeout | null = null;
 
   constructor(options: ActorServerOptions) {
@@ -281,7 +290,10 @@ export class ActorServer extends EventEmitter {
         frame: (conn, data, check) => this.#onFrame(conn, data, check),
         close: (conn, info) => this.#onClose(conn, info),
         drain: (conn) => this.#onDrain(conn),
-        batchEnd: () => this.#dispatch(),
+        batchEnd: () => {
+          this.#arrival = 0;
+          this.#dispatch();
+        },
       });
     } catch (e) {
       await pool.destroy();
@@ -409,7 +421,16 @@ export class ActorServer extends EventEmitter {
     }
     slowTurns.sort((a, b) => b.ms - a.ms);
     const actions: ActorServerStats['actions'] = {};
-    for (const [k, v] of this.#actions) actions[k] = { requests: v.requests, meanMs: v.requests ? v.totalMs / v.requests : 0, maxMs: v.maxMs };
+    for (const [k, t] of this.#actions) {
+      const requests = t[ActionTiming.REQUESTS];
+      actions[k] = {
+        requests,
+        meanMs: requests ? t[ActionTiming.RUN_SUM] / requests : 0,
+        maxMs: t[ActionTiming.RUN_MAX],
+        runMs: histogram(t, ActionTiming.RUN_COUNTS, ActionTiming.RUN_SUM),
+        waitMs: histogram(t, ActionTiming.WAIT_COUNTS, ActionTiming.WAIT_SUM),
+      };
+    }
     return {
       mailboxItems: queuedItems,
       deepestMailbox: deepest,
@@ -533,8 +554,9 @@ export class ActorServer extends EventEmitter {
           this.#paused++;
           this.raw.pauseReading(conn);
         }
-        // The ring's memory is reused after this call: copy the frame.
-        this.#enqueue(c, { k: REQ, frame: Buffer.from(data) });
+        // The ring's memory is reused after this call: copy the frame.  One
+        // clock reading per ring batch stands for the arrival of all its frames.
+        this.#enqueue(c, { k: REQ, frame: Buffer.from(data), at: this.#arrival || (this.#arrival = sharedClockMs()) });
         return;
       }
       case Kind.PING: {
@@ -858,7 +880,7 @@ export class ActorServer extends EventEmitter {
           const it = c.box[c.head]!;
           c.box[c.head++] = undefined as never;
           taken.push(it);
-          total += 4 + (it as { frame: Buffer }).frame.length;
+          total += TASK_REQUEST_HEADER + (it as { frame: Buffer }).frame.length;
         }
         this.#waiting -= taken.length;
         longest = Math.max(longest, taken.length);
@@ -887,10 +909,11 @@ export class ActorServer extends EventEmitter {
         pos += c.state.length;
       }
       for (let k = 0; k < n; k++) {
-        const frame = (c.running![k] as { frame: Buffer }).frame;
+        const { frame, at } = c.running![k] as { frame: Buffer; at: number };
         buf.writeUInt32LE(frame.length, pos);
-        buf.set(frame, pos + 4);
-        pos += 4 + frame.length;
+        buf.writeDoubleLE(at, pos + 4);
+        buf.set(frame, pos + TASK_REQUEST_HEADER);
+        pos += TASK_REQUEST_HEADER + frame.length;
       }
     }
     const turnCount = conns.length;
@@ -918,13 +941,14 @@ export class ActorServer extends EventEmitter {
 
   #onResult(conns: Conn[], result: TaskResult): void {
     this.#workerTurns.set(result.thread, (this.#workerTurns.get(result.thread) ?? 0) + result.count);
-    for (const [action, [n, total, max]] of Object.entries(result.timing)) {
+    for (const action in result.timing) {
+      const t = result.timing[action];
       const a = this.#actions.get(action);
       if (a) {
-        a.requests += n;
-        a.totalMs += total;
-        if (max > a.maxMs) a.maxMs = max;
-      } else if (this.#actions.size < 1000) this.#actions.set(action, { requests: n, totalMs: total, maxMs: max });
+        const max = Math.max(a[ActionTiming.RUN_MAX], t[ActionTiming.RUN_MAX]);
+        for (let i = 0; i < ActionTiming.LENGTH; i++) a[i] += t[i];
+        a[ActionTiming.RUN_MAX] = max;
+      } else if (this.#actions.size < 1000) this.#actions.set(action, t);
     }
     const buf = Buffer.from(result.buf.buffer, result.buf.byteOffset, result.buf.byteLength);
     let pos = 0;
@@ -1116,6 +1140,12 @@ function cmdEnd(cmd: Cmd): number {
 /** A private copy of bytes that may be a view into a larger or reused buffer. */
 function copyIfView(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+}
+
+/** A histogram of a snapshot from the counts at `at` and the sum at `sum` of an ActionTiming record. */
+function histogram(t: Float64Array, at: number, sum: number): TimeHistogram {
+  const counts = Array.from(t.subarray(at, at + TURN_TIME_BUCKETS));
+  return { buckets: TURN_TIME_BUCKETS_MS, counts, count: t[ActionTiming.REQUESTS], sum: t[sum] };
 }
 
 function actionOf(frame: Buffer): string {

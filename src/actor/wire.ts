@@ -8,7 +8,10 @@
 //   task buffer, per turn in order (integers little-endian):
 //     +0 f64 conn  +8 u8 kind  +9 u8 peer address length A  +10 u16 peer port
 //     +12 u8 peer family  +13..15 0  +16 i32 stateLen  +20 u32 n     (TASK_TURN_HEADER = 24)
-//     then A bytes of address (latin1), stateLen bytes of state, n x ( u32 length | request frame )
+//     then A bytes of address (latin1), stateLen bytes of state, then n requests, each
+//     +0 u32 frame length L  +4 f64 arrival  +12 L bytes of request frame   (TASK_REQUEST_HEADER = 12)
+//     (arrival: when the main thread drained the frame from the ring, in ms on the
+//     clock all threads share, uv_hrtime; timing.ts)
 //   task.infos[i]: the ClosedInfo / TurnFailure of hook turn i (null: none; the whole array null when no turn has one)
 //
 //   result buffer, per turn in the task's order:
@@ -16,11 +19,17 @@
 //     then stateLen bytes of state, outLen bytes of length-prefixed frames for the connection,
 //     then the frames its commands push (commands name them by absolute offset)
 //   result.extras[i]: commands, close and failures of turn i (null: none; the whole array null when none has any)
+//   result.timing[action]: a Float64Array per action that ran in the task (B = TURN_TIME_BUCKETS = 18)
+//     [0] requests  [1] run ms, total  [2] run ms, longest  [3] wait ms, total
+//     [4 .. 4+B) requests per run time bucket  [4+B .. 4+2B) requests per wait time bucket   (ActionTiming)
+//     run: the handler's run time (until its promise settled, for an async handler);
+//     wait: from arrival until the handler started; buckets: TURN_TIME_BUCKETS_MS, not cumulative
 //
 // State bytes are msgpackr-packed (structuredClone mode); stateLen -1 means
 // "no state yet" (task) or "no state" (result).
 import type { PeerAddress } from '../options.js';
 import type { ClosedInfo, TurnFailure } from './actor.js';
+import { TURN_TIME_BUCKETS } from './timing.js';
 
 export const TurnKind = Object.freeze({ REQUESTS: 0, CONNECTED: 1, CLOSED: 2, FAILED: 3 } as const);
 
@@ -42,6 +51,7 @@ export interface Task {
 }
 
 export const TASK_TURN_HEADER = 24;
+export const TASK_REQUEST_HEADER = 12;
 export const RESULT_TURN_HEADER = 16;
 
 /** Commands a turn leaves for the main thread, applied in order after its output is sent. */
@@ -69,9 +79,20 @@ export interface TaskResult {
   extras: Array<TurnExtras | null> | null;
   /** The worker's threadId. */
   thread: number;
-  /** Per action run in this task: [requests, total handler ms, longest handler ms]. */
-  timing: Record<string, [number, number, number]>;
+  /** Per action run in this task: its ActionTiming record. */
+  timing: Record<string, Float64Array>;
 }
+
+/** Offsets in a TaskResult.timing record (drawn above). */
+export const ActionTiming = Object.freeze({
+  REQUESTS: 0,
+  RUN_SUM: 1,
+  RUN_MAX: 2,
+  WAIT_SUM: 3,
+  RUN_COUNTS: 4,
+  WAIT_COUNTS: 4 + TURN_TIME_BUCKETS,
+  LENGTH: 4 + 2 * TURN_TIME_BUCKETS,
+} as const);
 
 /** Data every worker of a server starts with. */
 export interface WorkerInit {
