@@ -124,6 +124,20 @@ describe('turn time histograms per action', () => {
     expect(atOrBelow(burn.waitMs, 50)).toBeLessThan(k);
   });
 
+  it('keeps an action named __proto__ as an ordinary entry, without touching any prototype', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    expect((await c.request('__proto__')).body).toBe('proto');
+    expect((await c.request('echo', 1)).body).toBe(1);
+    const stats = s.stats();
+    expect(Object.hasOwn(stats.actions, '__proto__')).toBe(true);
+    expect(Object.getPrototypeOf(stats.actions)).toBe(Object.prototype);
+    expect(stats.actions['__proto__']!.requests).toBe(1);
+    expect(stats.actions['__proto__']!.runMs.count).toBe(1);
+    expect(stats.actions.echo!.requests).toBe(1);
+    expect(actorStatsToPrometheus(stats)).toContain('action="__proto__"');
+  });
+
   it('renders them as Prometheus histograms: HELP and TYPE, cumulative buckets, +Inf equal to _count, labels escaped', async () => {
     const s = await startServer();
     const c = await client(s);

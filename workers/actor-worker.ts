@@ -339,9 +339,10 @@ function sampleClockOffset(): void {
   if (offset > toSharedClock) toSharedClock = offset;
 }
 /** Handler run and wait times of the current task, by action (see TaskResult.timing). */
-let timing: Record<string, Float64Array> = {};
+let timing = new Map<string, Float64Array>();
 function timed(action: string, runMs: number, waitMs: number): void {
-  const t = (timing[action] ??= new Float64Array(ActionTiming.LENGTH));
+  let t = timing.get(action);
+  if (t === undefined) timing.set(action, (t = new Float64Array(ActionTiming.LENGTH)));
   if (waitMs < 0) waitMs = 0; // an offset sampled a little too small can put a very short wait below 0
   t[ActionTiming.REQUESTS]++;
   t[ActionTiming.RUN_SUM] += runMs;
@@ -455,7 +456,7 @@ function assemble(outs: TurnOut[]): TaskResult {
     }
   }
   const t = timing;
-  timing = {};
+  timing = new Map();
   return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras, thread: threadId, timing: t };
 }
 

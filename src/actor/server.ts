@@ -423,13 +423,14 @@ export class ActorServer extends EventEmitter {
     const actions: ActorServerStats['actions'] = {};
     for (const [k, t] of this.#actions) {
       const requests = t[ActionTiming.REQUESTS];
-      actions[k] = {
+      // defineProperty: an action may be named "__proto__", which plain assignment would treat as the prototype.
+      Object.defineProperty(actions, k, { enumerable: true, writable: true, configurable: true, value: {
         requests,
         meanMs: requests ? t[ActionTiming.RUN_SUM] / requests : 0,
         maxMs: t[ActionTiming.RUN_MAX],
         runMs: histogram(t, ActionTiming.RUN_COUNTS, ActionTiming.RUN_SUM),
         waitMs: histogram(t, ActionTiming.WAIT_COUNTS, ActionTiming.WAIT_SUM),
-      };
+      } });
     }
     return {
       mailboxItems: queuedItems,
@@ -941,8 +942,7 @@ export class ActorServer extends EventEmitter {
 
   #onResult(conns: Conn[], result: TaskResult): void {
     this.#workerTurns.set(result.thread, (this.#workerTurns.get(result.thread) ?? 0) + result.count);
-    for (const action in result.timing) {
-      const t = result.timing[action];
+    for (const [action, t] of result.timing) {
       const a = this.#actions.get(action);
       if (a) {
         const max = Math.max(a[ActionTiming.RUN_MAX], t[ActionTiming.RUN_MAX]);

@@ -19,7 +19,7 @@
 //     then stateLen bytes of state, outLen bytes of length-prefixed frames for the connection,
 //     then the frames its commands push (commands name them by absolute offset)
 //   result.extras[i]: commands, close and failures of turn i (null: none; the whole array null when none has any)
-//   result.timing[action]: a Float64Array per action that ran in the task (B = TURN_TIME_BUCKETS = 18)
+//   result.timing: a Map from action name to a Float64Array per action that ran in the task (B = TURN_TIME_BUCKETS = 18)
 //     [0] requests  [1] run ms, total  [2] run ms, longest  [3] wait ms, total
 //     [4 .. 4+B) requests per run time bucket  [4+B .. 4+2B) requests per wait time bucket   (ActionTiming)
 //     run: the handler's run time (until its promise settled, for an async handler);
@@ -80,7 +80,7 @@ export interface TaskResult {
   /** The worker's threadId. */
   thread: number;
   /** Per action run in this task: its ActionTiming record. */
-  timing: Record<string, Float64Array>;
+  timing: Map<string, Float64Array>;
 }
 
 /** Offsets in a TaskResult.timing record (drawn above). */
