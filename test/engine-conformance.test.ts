@@ -278,6 +278,36 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       expect(rec.drains[0]).toBe(conn);
       expect(rec.server.pendingBytes(conn)).toBe(0);
     });
+    it('owes a drain event to every send that the caller saw take pending bytes above the mark, however fast the peer reads', async () => {
+      // The mark is armed in the send call itself: an I/O thread that first
+      // wrote the earlier bytes must not find pending below the mark and skip it.
+      const high = 48 * 1024;
+      const rec = echo({ sendHighWaterBytes: high, sendLowWaterBytes: 0 }, { echo: false });
+      const c = await connect(rec.server);
+      await until(() => rec.opens.length === 1, 5000, 'open');
+      const conn = rec.opens[0]!.conn;
+      const chunk = pattern(9, 40 * 1024);
+      let seen = 0;
+      for (let round = 0; round < 300; round++) {
+        const before = rec.drains.length;
+        rec.server.send(conn, chunk);
+        rec.server.flush();
+        // Land the second send at a different moment of the I/O thread's
+        // handling of the first each round (0 to 150 us later).
+        const until_ = process.hrtime.bigint() + BigInt((round % 31) * 5000);
+        while (process.hrtime.bigint() < until_);
+        rec.server.send(conn, chunk);
+        const pending = rec.server.pendingBytes(conn); // flushes the second chunk
+        await c.waitFrames(2 * (round + 1), 10_000);
+        await until(() => rec.server.pendingBytes(conn) === 0, 5000, 'all written');
+        if (pending > high) {
+          seen++;
+          await until(() => rec.drains.length > before, 5000, `the drain owed in round ${round} (pending was ${pending})`);
+        }
+      }
+      expect(seen).toBeGreaterThan(0);
+      expect(rec.drains.every((d) => d === conn)).toBe(true);
+    });
   });
 
   describe.skipIf(!available)('closing', () => {

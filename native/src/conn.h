@@ -60,6 +60,11 @@ struct Conn {
   // directly; see layout.h.)
   // Bytes accepted by submit() and not yet written to the socket.
   std::atomic<uint64_t> pending_bytes{0};
+  // A kRecDrain is owed when pending falls to the low-water mark.  Armed by
+  // submit() on the JS thread when its bytes take pending above the high-water
+  // mark, before they are posted, so a JS thread that reads pending_bytes
+  // above the mark always gets its drain; taken (exchange) by the I/O thread.
+  std::atomic<bool> drain_owed{false};
 
   // --- owned by the I/O thread -------------------------------------------
   sock_t sock = kBadSock;
@@ -68,7 +73,6 @@ struct Conn {
   ConnState state = ConnState::kFree;
   bool send_inflight = false;     // backend owns `sending`
   bool close_after_flush = false; // close once sending and queued are empty
-  bool above_high_water = false;  // a kRecDrain is owed when pending falls
   bool recv_ended = false;        // kRecvEnd seen
   bool send_touched = false;      // queued grew during this loop turn
   bool held_for_admission = false; // adopted, not receiving until kOpAdmit

@@ -256,7 +256,8 @@ Conn* IoThread::alloc_conn() {
   }
   Conn* c = conn_at(slot);
   c->state = ConnState::kOpen;
-  c->send_inflight = c->close_after_flush = c->above_high_water = c->recv_ended = false;
+  c->send_inflight = c->close_after_flush = c->recv_ended = false;
+  c->drain_owed.store(false, std::memory_order_relaxed);
   c->send_touched = false;
   c->framer_broken = false;
   c->held_for_admission = false;
@@ -399,10 +400,6 @@ void IoThread::drain_inbox() {
         if (!c->queued.append(body, len)) {
           begin_close(c, kCloseOutOfMemory, 0, len);
           break;
-        }
-        if (!c->above_high_water &&
-            c->pending_bytes.load(std::memory_order_relaxed) > engine_->opts_.send_high_water) {
-          c->above_high_water = true;
         }
         if (!c->send_touched) {
           c->send_touched = true;
@@ -689,8 +686,6 @@ void IoThread::start_send(Conn* c) {
   c->sending.swap(c->queued);
   c->send_off = 0;
   c->send_inflight = true;
-  const EngineOptions& o = engine_->opts_;
-  if (c->pending_bytes.load(std::memory_order_relaxed) > o.send_high_water) c->above_high_water = true;
   poller_->send(c);
 }
 
@@ -712,9 +707,16 @@ void IoThread::on_sent(Conn* c, int32_t res) {
     begin_close(c, c->close_reason, 0, c->close_detail);
     return;
   }
-  if (c->above_high_water && left <= engine_->opts_.send_low_water) {
-    c->above_high_water = false;
-    emit(kRecDrain, c, token_of(c), nullptr, 0);
+  const uint64_t low = engine_->opts_.send_low_water;
+  if (left <= low && c->drain_owed.load(std::memory_order_relaxed) &&
+      c->drain_owed.exchange(false, std::memory_order_relaxed)) {
+    // submit() may have added (and armed) since `left` was taken: owe the
+    // drain on if pending is up again, else report it.
+    if (c->pending_bytes.load(std::memory_order_relaxed) <= low) {
+      emit(kRecDrain, c, token_of(c), nullptr, 0);
+    } else {
+      c->drain_owed.store(true, std::memory_order_relaxed);
+    }
   }
 }
 
@@ -951,7 +953,16 @@ long Engine::submit(const uint8_t* batch, size_t len, std::string* err) {
     Conn* c = t.thread < threads_.size() ? threads_[t.thread]->find_live(t.slot, t.gen) : nullptr;
     if (c) {
       ++live;
-      if (op == kOpSend) c->pending_bytes.fetch_add(n, std::memory_order_relaxed);
+      if (op == kOpSend) {
+        // Arm the drain here, not on the I/O thread: by the time that thread
+        // reads the inbox it may have written pending below the mark again,
+        // and a caller that saw pendingBytes above it would wait for ever.
+        // (The inbox mutex in post() publishes the flag with the bytes.)
+        uint64_t now = c->pending_bytes.fetch_add(n, std::memory_order_relaxed) + n;
+        if (now > opts_.send_high_water && !c->drain_owed.load(std::memory_order_relaxed)) {
+          c->drain_owed.store(true, std::memory_order_relaxed);
+        }
+      }
       if (!one_thread) {
         std::vector<uint8_t>& st = staging_[t.thread];
         st.insert(st.end(), batch + off, batch + off + step);

@@ -192,7 +192,6 @@ export class ActorServer extends EventEmitter {
   #actions = new Map<string, Float64Array>();
   /** Arrival time of the frames of the ring batch being drained (0: none read yet; batchEnd resets it). */
   #arrival = 0;
-  #slowTimer: NodeJS.Timeout | null = null;
 
   constructor(options: ActorServerOptions) {
     super();
@@ -467,8 +466,6 @@ export class ActorServer extends EventEmitter {
     if (!Number.isInteger(deadlineMs) || deadlineMs < 0) throw new TypeError(`options.deadlineMs must be an integer >= 0, got ${String(deadlineMs)}`);
     this.#shuttingDown = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
-    if (this.#slowTimer) clearInterval(this.#slowTimer);
-    this.#slowTimer = null;
     this.#closing = (async () => {
       if (!this.#raw) {
         await this.#pool?.destroy();
@@ -589,6 +586,7 @@ export class ActorServer extends EventEmitter {
     }
     if (c.groups) for (const g of [...c.groups]) this.#leave(c, g);
     this.#dropHeld(c);
+    this.#slow.delete(c);
     // What waits in the mailbox can no longer be answered.
     for (let i = c.head; i < c.box.length; i++) if (c.box[i]!.k === REQ) this.#waiting--;
     c.box = [];
@@ -679,29 +677,14 @@ export class ActorServer extends EventEmitter {
   }
 
   /**
-   * Marks a slow consumer.  The engine's drain event normally ends it, but
-   * the engine arms that event on its I/O thread, which may already have
-   * written the bytes below the mark by then; so slow consumers are also
-   * looked at every 25 ms, and one whose unsent bytes fell to
-   * sendLowWaterBytes is treated as drained.
+   * Marks a slow consumer until the engine's drain event.  The engine owes
+   * that event to every connection whose unsent bytes a send took above
+   * sendHighWaterBytes (it arms it in the send call itself), so seeing them
+   * above the mark here is enough to wait for it.
    */
   #congest(c: Conn): void {
     c.congested = true;
     this.#slow.add(c);
-    if (this.#slowTimer === null) {
-      this.#slowTimer = setInterval(() => {
-        const raw = this.#raw!;
-        for (const x of this.#slow) {
-          if (x.closed || x.closing || !x.congested) this.#slow.delete(x);
-          else if (raw.pendingBytes(x.id) <= raw.options.sendLowWaterBytes) this.#onDrain(x.id);
-        }
-        if (this.#slow.size === 0 && this.#slowTimer) {
-          clearInterval(this.#slowTimer);
-          this.#slowTimer = null;
-        }
-      }, 25);
-      this.#slowTimer.unref();
-    }
   }
 
   /** A push reaches the wire, or, for a slow consumer, its policy. */
@@ -761,6 +744,9 @@ export class ActorServer extends EventEmitter {
   #onDrain(conn: number): void {
     const c = this.#conns.get(conn);
     if (c === undefined) return;
+    // A drain reported before sends made since took it above the mark again:
+    // those sends armed the next one.
+    if (this.#raw!.pendingBytes(conn) > this.#raw!.options.sendHighWaterBytes) return;
     c.congested = false;
     this.#slow.delete(c);
     while (c.held.length > 0 && !c.congested && !c.closed && !c.closing) {
