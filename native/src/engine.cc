@@ -150,6 +150,7 @@ IoThread::~IoThread() {
     }
     delete[] chunk;
   }
+  for (ByteBuf& b : spare_) b.reset();
 }
 
 void IoThread::sync_signal(bool ok, const std::string& err) {
@@ -288,6 +289,7 @@ void IoThread::run() {
       timeout = int(next_sweep_ms_ - now);
     }
     int n = poller_->wait(comps, kBatch, timeout);
+    if (idle) turn_ms_ = now_ms();
     stat_add(kStatWakeups);
     for (int i = 0; i < n; ++i) dispatch(comps[i]);
     for (Conn* c : send_touched_) {
@@ -397,6 +399,10 @@ void IoThread::drain_inbox() {
           break;
         }
         stat_add(kStatSendsOut);
+        if (c->queued.data == nullptr && !spare_.empty()) {
+          c->queued = spare_.back();
+          spare_.pop_back();
+        }
         if (!c->queued.append(body, len)) {
           begin_close(c, kCloseOutOfMemory, 0, len);
           break;
@@ -558,7 +564,7 @@ void IoThread::on_received(Completion& comp) {
     poller_->release(comp.buf);
     return;
   }
-  c->last_active_ms = now_ms();
+  c->last_active_ms = turn_ms_;
   uint32_t used = 0;
   // Older deferred records go first; this buffer waits behind them.
   bool done = held_.empty() && feed(c, comp.data, uint32_t(comp.res), &used);
@@ -692,14 +698,20 @@ void IoThread::start_send(Conn* c) {
 void IoThread::on_sent(Conn* c, int32_t res) {
   c->send_inflight = false;
   uint32_t sent = c->sending.len;
-  c->sending.reset();
+  if (c->sending.cap <= kSpareBytes && spare_.size() < kSpareMax) {
+    c->sending.len = 0;
+    spare_.push_back(c->sending);
+    c->sending = ByteBuf();
+  } else {
+    c->sending.reset();
+  }
   if (c->state != ConnState::kOpen) return;
   if (res < 0) {
     begin_close(c, kCloseError, -res, 0);
     return;
   }
   stat_add(kStatBytesOut, sent);
-  c->last_active_ms = now_ms();
+  c->last_active_ms = turn_ms_;
   uint64_t left = c->pending_bytes.fetch_sub(sent, std::memory_order_relaxed) - sent;
   if (c->queued.len) {
     start_send(c);

@@ -189,6 +189,16 @@ class IoThread : private FramerSink {
   bool sync_ok_ = false;
   std::string sync_err_;
 
+  // Send buffers of finished sends, kept for the next connection that queues
+  // bytes (a busy echo would otherwise malloc, grow and free one per send).
+  // Small and few, so idle connections still hold none.
+  static constexpr uint32_t kSpareMax = 64;
+  static constexpr uint32_t kSpareBytes = 16u << 10;
+  std::vector<ByteBuf> spare_;
+  // Coarse time of this loop turn (ms), for last_active_ms; read only when
+  // the idle sweep is on.
+  int64_t turn_ms_ = 0;
+
   std::deque<Deferred> held_;
   std::vector<Conn*> send_touched_;
   uint32_t alive_ = 0;          // conns not yet recycled

@@ -149,14 +149,12 @@ class EpollPoller final : public Poller {
   int wait(Completion* out, int cap, int timeout_ms) override {
     int n = 0;
     // 1. Completions made earlier (sends that finished at once, closes).
-    size_t take = pending_.size() < size_t(cap) ? pending_.size() : size_t(cap);
-    for (size_t i = 0; i < take; ++i) out[n++] = pending_[i];
-    pending_.erase(pending_.begin(), pending_.begin() + take);
+    n = take_pending(out, n, cap);
 
     // 2. Readiness.  Do not sleep if there is already something to report or
     //    ready sockets we can read now.
     int t = timeout_ms;
-    if (n > 0 || !pending_.empty() || (ready_head_ && !free_.empty())) t = 0;
+    if (n > 0 || pending_head_ < pending_.size() || (ready_head_ && !free_.empty())) t = 0;
     if (accept_paused_) {
       int64_t left = accept_resume_at_ - now_ms();
       if (left <= 0) {
@@ -176,7 +174,7 @@ class EpollPoller final : public Poller {
           // after we return.
           wake_.consume();
           if (n < cap) out[n++] = completion_of(CompKind::kWake, nullptr, 0);
-          else pending_.push_back(completion_of(CompKind::kWake, nullptr, 0));
+          else push(CompKind::kWake, nullptr, 0);
           continue;
         }
         if (p == &lfd_) {
@@ -194,10 +192,7 @@ class EpollPoller final : public Poller {
         }
       }
       // Sends finished by EPOLLOUT above.
-      while (n < cap && !pending_.empty()) {
-        out[n++] = pending_.front();
-        pending_.erase(pending_.begin());
-      }
+      n = take_pending(out, n, cap);
     }
 
     // 3. Read each ready socket once, while buffers last.
@@ -247,6 +242,16 @@ class EpollPoller final : public Poller {
  private:
 
   void push(CompKind k, Conn* c, int32_t res) { pending_.push_back(completion_of(k, c, res)); }
+
+  // Completions in pending_ from pending_head_ on, oldest first, into out.
+  int take_pending(Completion* out, int n, int cap) {
+    while (n < cap && pending_head_ < pending_.size()) out[n++] = pending_[pending_head_++];
+    if (pending_head_ == pending_.size()) {
+      pending_.clear();
+      pending_head_ = 0;
+    }
+    return n;
+  }
 
   // Ready list: doubly linked through be_next / be_ptr (prev).
   void make_ready(Conn* c) {
@@ -334,6 +339,7 @@ class EpollPoller final : public Poller {
   size_t buf_size_ = 0;
   std::vector<uint16_t> free_;
   std::vector<Completion> pending_;
+  size_t pending_head_ = 0;
   Conn* ready_head_ = nullptr;
   Conn* ready_tail_ = nullptr;
 };
