@@ -1,30 +1,36 @@
-// Choice and fallback: where io_uring cannot run (simulated with
-// WHIRLWIND_IO_URING_PROBE_FAIL=1, which makes its probe say no), `auto`
-// takes epoll and the server says so; forcing io_uring, by option or by
-// WHIRLWIND_BACKEND, is a clear error naming the reason.  Each case runs in
-// a child process so its environment is its own.
+// Choice and fallback: where io_uring cannot run, `auto` takes epoll and the
+// server says so (and serves); forcing io_uring, by option or by
+// WHIRLWIND_BACKEND, is a clear error naming the reason.  "Cannot run" is
+// either simulated (WHIRLWIND_IO_URING_PROBE_FAIL=1 makes the probe say no) or
+// real: a seccomp filter (fixtures/seccomp-exec.py) refusing the io_uring
+// system calls with EPERM or ENOSYS, as container profiles do.  Each case
+// runs in a child process so its environment is its own.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { uringAvailable, uringTitle } from './fixtures/io-uring.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/backend-choice.mjs', import.meta.url));
+const SECCOMP = fileURLToPath(new URL('./fixtures/seccomp-exec.py', import.meta.url));
 
 interface Choice {
   probe: Array<{ name: string; available: boolean; reason: string }>;
   auto?: string;
   autoError?: { name: string; message: string };
   serverBackend?: string;
+  echoed?: string;
   serverError?: { name: string; message: string };
   forced?: string;
   forcedError?: { name: string; message: string; backend: string; reason: string };
 }
 
-function run(env: Record<string, string>): Choice {
+/** Runs the fixture with `env`; `refuse`: under a seccomp filter that makes the io_uring calls fail with that errno. */
+function run(env: Record<string, string>, refuse?: 'EPERM' | 'ENOSYS'): Choice {
   const clean = { ...process.env };
   delete clean.WHIRLWIND_BACKEND;
   delete clean.WHIRLWIND_IO_URING_PROBE_FAIL;
-  const out = execFileSync(process.execPath, [FIXTURE], { env: { ...clean, ...env }, encoding: 'utf8' });
+  const [cmd, args] = refuse ? ['python3', [SECCOMP, refuse, process.execPath, FIXTURE]] : [process.execPath, [FIXTURE]];
+  const out = execFileSync(cmd, args, { env: { ...clean, ...env }, encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').pop()!) as Choice;
 }
 
@@ -47,6 +53,33 @@ describe.skipIf(!linux)(title, () => {
     expect(r.forcedError?.message).toMatch(/WHIRLWIND_IO_URING_PROBE_FAIL/);
   });
 
+  // The real thing, not a simulation: the io_uring system calls refused by a
+  // seccomp filter, as Docker's default profile (EPERM) or a profile that
+  // hides them (ENOSYS) does.  The filter is x86_64's.
+  it.skipIf(process.arch !== 'x64')('under a seccomp profile that refuses io_uring with EPERM (Docker\'s default), auto serves on epoll and forcing io_uring names the cause', () => {
+    const r = run({}, 'EPERM');
+    const u = r.probe.find((b) => b.name === 'io_uring')!;
+    expect(u.available).toBe(false);
+    expect(u.reason).toBe("io_uring_setup failed: EPERM (blocked by seccomp, e.g. Docker's default profile)");
+    expect(r.auto).toBe('epoll');
+    expect(r.serverBackend).toBe('epoll');
+    expect(r.echoed).toBe('ping');
+    expect(r.forcedError?.name).toBe('BackendUnavailableError');
+    expect(r.forcedError?.reason).toBe(u.reason);
+    expect(r.forcedError?.message).toContain('EPERM');
+  });
+
+  it.skipIf(process.arch !== 'x64')('under a seccomp profile that hides io_uring (ENOSYS), auto serves on epoll and the reason says so', () => {
+    const r = run({}, 'ENOSYS');
+    const u = r.probe.find((b) => b.name === 'io_uring')!;
+    expect(u.available).toBe(false);
+    expect(u.reason).toBe('io_uring_setup failed: ENOSYS (the kernel has no io_uring, or a seccomp profile hides it)');
+    expect(r.auto).toBe('epoll');
+    expect(r.serverBackend).toBe('epoll');
+    expect(r.echoed).toBe('ping');
+    expect(r.forcedError?.reason).toBe(u.reason);
+  });
+
   it('WHIRLWIND_BACKEND=io_uring with io_uring unavailable is a clear error, not a silent fallback', () => {
     const r = run({ WHIRLWIND_IO_URING_PROBE_FAIL: '1', WHIRLWIND_BACKEND: 'io_uring' });
     expect(r.auto).toBeUndefined();
@@ -66,6 +99,7 @@ describe.skipIf(!linux)(title, () => {
     expect(r.probe.find((b) => b.name === 'io_uring')!.available).toBe(true);
     expect(r.auto).toBe('io_uring');
     expect(r.serverBackend).toBe('io_uring');
+    expect(r.echoed).toBe('ping');
     expect(r.forced).toBe('io_uring');
   });
 });
