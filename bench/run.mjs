@@ -695,6 +695,7 @@ for (let rep = 0; rep < opts.repeat; rep++) {
         await sleep(pause);
       }
       if (r.disturbed) disturbances.push(`${shape.id} ${server.name} (run ${rep + 1}): ${disturbance(r)}`);
+      r.rep = rep;
       record(server, shape, r);
     }
   }
@@ -818,6 +819,38 @@ for (const server of activeServers) {
     };
   }
 }
+// Spread: each round's ratio to the reference's run of the same round (the
+// two ran within seconds of each other, so a machine that drifts between
+// rounds moves both), as "median (lowest-highest)".  Only rounds where both
+// completed count; with --repeat 1 there is nothing to spread.
+function pairedRatios(server, shapeId) {
+  const mine = (results.get(`${server.name}|${shapeId}`) ?? []).filter((r) => !r.skipped && !r.failed && r.rate > 0);
+  const refs = (results.get(`${server.ref ?? REFERENCE}|${shapeId}`) ?? []).filter((r) => !r.skipped && !r.failed && r.rate > 0);
+  const out = [];
+  for (const r of mine) {
+    const ref = refs.find((x) => x.rep === r.rep);
+    if (ref) out.push(r.rate / ref.rate);
+  }
+  return out;
+}
+const spreadRows = {};
+if (opts.repeat > 1) {
+  for (const server of activeServers) {
+    if (server.name === REFERENCE || server.name === server.ref) continue;
+    const row = {};
+    let any = false;
+    for (const shape of throughputShapes) {
+      const xs = pairedRatios(server, shape.id);
+      if (xs.length === 0) {
+        row[shape.id] = '';
+        continue;
+      }
+      any = true;
+      row[shape.id] = `${fmtRatio(median(xs))} (${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)})${server.ref ? ` vs ${server.ref}` : ''}`;
+    }
+    if (any) spreadRows[server.name] = row;
+  }
+}
 const memoryRows = {};
 if (memShape) {
   const ref = summary(REFERENCE, memShape.id);
@@ -937,6 +970,10 @@ See bench/README.md for what each number means.
 ${throughputShapes.length ? mdTable(throughputRows, 'server') : '(no throughput shapes in this run)'}
 
 ${throughputShapes.map((s) => `- ${s.id}: ${s.about}`).join('\n')}
+
+### Run-to-run spread
+
+${Object.keys(spreadRows).length ? `Each round's ratio to the reference run of the same round (plain node:net, or the row named), as median (lowest-highest) over the ${opts.repeat} rounds. The reference and the server ran seconds apart, so this spread is what the machine's noise does to one ratio; the table above divides medians of rates instead.\n\n${mdTable(spreadRows, 'server')}` : '(one round only: no spread)'}
 
 ## Push fan-out
 
