@@ -14,7 +14,8 @@ const outcome = (p: Promise<Reply>): Promise<Outcome> =>
     (e: ProtocolError) => ({ ok: false as const, code: e.code, remote: e.remote }),
   );
 
-describe('actor server close', () => {
+// shutdown() is close() under the name operators look for: both run the same cases.
+describe.each(['close', 'shutdown'] as const)('actor server %s()', (method) => {
   it('finishes the turns in flight and queued before closing', async () => {
     const s = await startServer({ minWorkers: 2, maxWorkers: 2 });
     const clients = await Promise.all([0, 1, 2].map(() => client(s)));
@@ -22,7 +23,7 @@ describe('actor server close', () => {
     const all = clients.flatMap((c) => Array.from({ length: N }, (_, i) => outcome(c.request('sleep', { ms: 5 + (i % 3) * 10, value: i }))));
     // Every request is in a mailbox: accepted before close() (later ones would be answered SHUTTING_DOWN).
     await waitFor(() => s.stats().requests >= 3 * N, 'all requests accepted');
-    const closed = s.close({ deadlineMs: 10_000 });
+    const closed = s[method]({ deadlineMs: 10_000 });
     const results = await Promise.all(all);
     await closed;
     expect(results.filter((r) => !r.ok)).toEqual([]);
@@ -37,14 +38,16 @@ describe('actor server close', () => {
     const c = await client(s);
     const all = Array.from({ length: 10 }, (_, i) => outcome(c.request('sleep', { ms: 1000, value: i })));
     await waitFor(() => s.stats().requests >= 10, 'all requests accepted');
-    await s.close({ deadlineMs: 200 });
+    await s[method]({ deadlineMs: 200 });
     const results = await Promise.all(all);
     // Each was answered by the server (remote): replies for what finished, SHUTTING_DOWN for the rest.
     for (const r of results) if (!r.ok) expect(r).toEqual({ ok: false, code: ErrorCode.SHUTTING_DOWN, remote: true });
     expect(results.filter((r) => !r.ok).length).toBeGreaterThan(0);
     await waitFor(() => c.state === 'closed', 'client closed');
   });
+});
 
+describe('actor server close', () => {
   it('closes gracefully on SIGTERM when closeOnSignals() wired it', async () => {
     const s = await startServer();
     const c = await client(s);

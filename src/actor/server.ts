@@ -461,6 +461,15 @@ export class ActorServer extends EventEmitter {
    * discarded) and the connections close the same way.
    */
   close(options: CloseOptions = {}): Promise<void> {
+    return this.#close(options);
+  }
+
+  /** The graceful drain under the name operators look for: exactly {@link close}. */
+  shutdown(options: CloseOptions = {}): Promise<void> {
+    return this.#close(options);
+  }
+
+  #close(options: CloseOptions): Promise<void> {
     if (this.#closing) return this.#closing;
     const deadlineMs = options.deadlineMs ?? 5000;
     if (!Number.isInteger(deadlineMs) || deadlineMs < 0) throw new TypeError(`options.deadlineMs must be an integer >= 0, got ${String(deadlineMs)}`);
