@@ -64,6 +64,8 @@ export interface EngineStats {
   staleOps: number;
   /** I/O thread loop turns. */
   ioWakeups: number;
+  /** Bytes the I/O threads hold for connections and have not written yet (sends just handed over and not yet read from an inbox are not in it). */
+  pendingSendBytes: number;
 }
 
 export interface CloseInfo {
@@ -383,6 +385,7 @@ export class RawServer {
       acceptErrors: sum(LAYOUT.statAcceptErrors),
       staleOps: sum(LAYOUT.statStaleOps),
       ioWakeups: sum(LAYOUT.statWakeups),
+      pendingSendBytes: sum(LAYOUT.statPendingBytes),
     };
   }
 

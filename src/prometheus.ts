@@ -53,6 +53,7 @@ export function statsToPrometheus(
   metric('accept_errors_total', 'counter', 'Accept failures (e.g. out of file descriptors).', [[{}, stats.acceptErrors]]);
   metric('stale_ops_total', 'counter', 'Sends and closes naming a connection already closed.', [[{}, stats.staleOps]]);
   metric('io_wakeups_total', 'counter', 'I/O thread loop turns.', [[{}, stats.ioWakeups]]);
+  metric('pending_send_bytes', 'gauge', 'Bytes queued for sockets and not written yet.', [[{}, stats.pendingSendBytes]]);
   metric('io_threads', 'gauge', 'Native I/O threads.', [[{}, stats.ioThreads]]);
   return out.join('\n') + '\n';
 }

@@ -270,6 +270,9 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       rec.server.flush();
       await until(() => rec.server.pendingBytes(conn) > 0, 5000, 'pending bytes');
       expect(rec.server.pendingBytes(conn)).toBeGreaterThan(256 * 1024);
+      // The engine-wide gauge counts what the I/O thread holds: at most what was sent.
+      await until(() => rec.server.stats().pendingSendBytes > 0, 5000, 'stats().pendingSendBytes');
+      expect(rec.server.stats().pendingSendBytes).toBeLessThanOrEqual(128 * (64 * 1024 + 4));
       expect(rec.drains.length).toBe(0);
       c.socket.resume();
       const got = await c.waitFrames(128, 30_000);
@@ -277,6 +280,27 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       await until(() => rec.drains.length === 1, 5000, 'drain');
       expect(rec.drains[0]).toBe(conn);
       expect(rec.server.pendingBytes(conn)).toBe(0);
+      expect(rec.server.stats().pendingSendBytes).toBe(0);
+    });
+
+    it('drops the unsent bytes of a connection closed at once from stats().pendingSendBytes', async () => {
+      const rec = echo({}, { echo: false });
+      const c = await connect(rec.server);
+      c.socket.pause();
+      await until(() => rec.opens.length === 1, 5000, 'open');
+      const conn = rec.opens[0]!.conn;
+      const chunk = pattern(6, 64 * 1024);
+      for (let i = 0; i < 128; i++) rec.server.send(conn, chunk); // 8 MiB: far more than the socket buffers take
+      rec.server.flush();
+      await until(() => rec.server.stats().pendingSendBytes > 1024 * 1024, 5000, 'bytes held');
+      // More while that send is in flight: these wait in the connection's queue.
+      const inFlight = rec.server.stats().pendingSendBytes;
+      for (let i = 0; i < 16; i++) rec.server.send(conn, chunk);
+      rec.server.flush();
+      await until(() => rec.server.stats().pendingSendBytes > inFlight, 5000, 'queued behind the send in flight');
+      rec.server.closeConnection(conn, { flush: false });
+      await until(() => rec.closes.has(conn), 5000, 'close');
+      await until(() => rec.server.stats().pendingSendBytes === 0, 5000, 'pendingSendBytes back to 0');
     });
     it('owes a drain event to every send that the caller saw take pending bytes above the mark, however fast the peer reads', async () => {
       // The mark is armed in the send call itself: an I/O thread that first

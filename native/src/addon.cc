@@ -342,6 +342,7 @@ Napi::Object Layout(Napi::Env env) {
   set("opRefuse", kOpRefuse);
   set("recFlagHeld", kRecFlagHeld);
   set("statRefused", kStatRefused);
+  set("statPendingBytes", kStatPendingBytes);
   return l;
 }
 

@@ -407,6 +407,7 @@ void IoThread::drain_inbox() {
           begin_close(c, kCloseOutOfMemory, 0, len);
           break;
         }
+        stat_add(kStatPendingBytes, len);
         if (!c->send_touched) {
           c->send_touched = true;
           send_touched_.push_back(c);
@@ -436,6 +437,7 @@ void IoThread::drain_inbox() {
         stat_add(kStatRefused);
         if (!f.empty() && c->queued.append(f.data(), uint32_t(f.size()))) {
           c->pending_bytes.fetch_add(f.size(), std::memory_order_relaxed);
+          stat_add(kStatPendingBytes, double(f.size()));
           if (!c->send_inflight) start_send(c);
         }
         request_close(c, kCloseRefused, 0, 0, true);
@@ -684,6 +686,7 @@ void IoThread::begin_close(Conn* c, uint32_t reason, int err, uint32_t detail) {
   std::memcpy(payload + 4, &e, 4);
   std::memcpy(payload + 8, &detail, 4);
   emit(kRecClose, c, token_of(c), payload, kClosePayloadBytes);
+  stat_add(kStatPendingBytes, -double(c->queued.len));  // never to be written
   c->queued.reset();
   poller_->close(c);
 }
@@ -698,6 +701,7 @@ void IoThread::start_send(Conn* c) {
 void IoThread::on_sent(Conn* c, int32_t res) {
   c->send_inflight = false;
   uint32_t sent = c->sending.len;
+  stat_add(kStatPendingBytes, -double(sent));  // written, or never to be
   if (c->sending.cap <= kSpareBytes && spare_.size() < kSpareMax) {
     c->sending.len = 0;
     spare_.push_back(c->sending);
@@ -742,6 +746,7 @@ void IoThread::on_closed(Conn* c) {
 
 void IoThread::recycle(Conn* c) {
   framer_reset(c);
+  stat_add(kStatPendingBytes, -double(c->queued.len));  // (begin_close emptied it already)
   c->sending.reset();
   c->queued.reset();
   c->sock = kBadSock;
@@ -774,6 +779,7 @@ void IoThread::sweep_idle(int64_t now) {
       continue;
     }
     c->pending_bytes.fetch_add(o.idle_frame.size(), std::memory_order_relaxed);
+    stat_add(kStatPendingBytes, double(o.idle_frame.size()));
     if (!c->send_inflight) start_send(c);
     request_close(c, kCloseIdle, 0, o.idle_timeout_ms, true);
   }

@@ -125,6 +125,7 @@ enum Stat : uint32_t {
   kStatStaleOps,         // sends/closes for connections already closed
   kStatWakeups,          // loop turns (wait() returns)
   kStatRefused,          // connections refused (maxConnections, per-address limit)
+  kStatPendingBytes,     // bytes queued for sockets and not written yet (a gauge)
   kStatCount
 };
 static_assert(kStatCount * 8 <= 256, "stats must fit kStatsBytes");
