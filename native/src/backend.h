@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "conn.h"
 #include "net.h"
@@ -73,6 +74,56 @@ inline Completion completion_of(CompKind k, Conn* c, int32_t res) {
   cp.used = 0;
   return cp;
 }
+
+// Completions a backend made outside wait() (a send that finished at once, a
+// close) or that did not fit the caller's array, handed out oldest first.
+class CompletionQueue {
+ public:
+  void reserve(size_t n) { q_.reserve(n); }
+  void push(const Completion& c) { q_.push_back(c); }
+  bool empty() const { return head_ == q_.size(); }
+  // Moves completions into out[n..cap); returns the new n.
+  int take(Completion* out, int n, int cap) {
+    while (n < cap && head_ < q_.size()) out[n++] = q_[head_++];
+    if (head_ == q_.size()) {
+      q_.clear();
+      head_ = 0;
+    }
+    return n;
+  }
+
+ private:
+  std::vector<Completion> q_;
+  size_t head_ = 0;  // taken from the front by index: erasing per item would be quadratic
+};
+
+// A FIFO of connections linked through Conn::be_next and be_ptr (the
+// previous one), for a backend's own lists (epoll's ready list, io_uring's
+// starved list).  Membership is the caller's: it keeps a be_flags bit and
+// calls push_back/remove only when that bit changes.
+struct ConnList {
+  Conn* head = nullptr;
+  Conn* tail = nullptr;
+
+  void push_back(Conn* c) {
+    c->be_next = nullptr;
+    c->be_ptr = tail;
+    if (tail) tail->be_next = c;
+    else head = c;
+    tail = c;
+  }
+
+  void remove(Conn* c) {
+    Conn* prev = static_cast<Conn*>(c->be_ptr);
+    Conn* next = c->be_next;
+    if (prev) prev->be_next = next;
+    else head = next;
+    if (next) next->be_ptr = prev;
+    else tail = prev;
+    c->be_next = nullptr;
+    c->be_ptr = nullptr;
+  }
+};
 
 struct BackendConfig {
   uint32_t thread_index = 0;

@@ -746,7 +746,7 @@ void IoThread::on_closed(Conn* c) {
 
 void IoThread::recycle(Conn* c) {
   framer_reset(c);
-  stat_add(kStatPendingBytes, -double(c->queued.len));  // (begin_close emptied it already)
+  stat_add(kStatPendingBytes, -double(c->queued.len));  // non-zero only after hard_cleanup's closes
   c->sending.reset();
   c->queued.reset();
   c->sock = kBadSock;

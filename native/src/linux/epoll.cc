@@ -149,12 +149,12 @@ class EpollPoller final : public Poller {
   int wait(Completion* out, int cap, int timeout_ms) override {
     int n = 0;
     // 1. Completions made earlier (sends that finished at once, closes).
-    n = take_pending(out, n, cap);
+    n = pending_.take(out, n, cap);
 
     // 2. Readiness.  Do not sleep if there is already something to report or
     //    ready sockets we can read now.
     int t = timeout_ms;
-    if (n > 0 || pending_head_ < pending_.size() || (ready_head_ && !free_.empty())) t = 0;
+    if (n > 0 || !pending_.empty() || (ready_.head && !free_.empty())) t = 0;
     if (accept_paused_) {
       int64_t left = accept_resume_at_ - now_ms();
       if (left <= 0) {
@@ -192,13 +192,13 @@ class EpollPoller final : public Poller {
         }
       }
       // Sends finished by EPOLLOUT above.
-      n = take_pending(out, n, cap);
+      n = pending_.take(out, n, cap);
     }
 
     // 3. Read each ready socket once, while buffers last.
     Conn* stop_at = nullptr;
-    while (n < cap && ready_head_ && !free_.empty()) {
-      Conn* c = ready_head_;
+    while (n < cap && ready_.head && !free_.empty()) {
+      Conn* c = ready_.head;
       if (c == stop_at) break;
       uint16_t b = free_.back();
       uint8_t* data = bufs_ + size_t(b) * buf_size_;
@@ -241,40 +241,19 @@ class EpollPoller final : public Poller {
 
  private:
 
-  void push(CompKind k, Conn* c, int32_t res) { pending_.push_back(completion_of(k, c, res)); }
+  void push(CompKind k, Conn* c, int32_t res) { pending_.push(completion_of(k, c, res)); }
 
-  // Completions in pending_ from pending_head_ on, oldest first, into out.
-  int take_pending(Completion* out, int n, int cap) {
-    while (n < cap && pending_head_ < pending_.size()) out[n++] = pending_[pending_head_++];
-    if (pending_head_ == pending_.size()) {
-      pending_.clear();
-      pending_head_ = 0;
-    }
-    return n;
-  }
-
-  // Ready list: doubly linked through be_next / be_ptr (prev).
+  // Ready list membership: the kReadable bit.
   void make_ready(Conn* c) {
     if (c->be_flags & kReadable) return;
     c->be_flags |= kReadable;
-    c->be_next = nullptr;
-    c->be_ptr = ready_tail_;
-    if (ready_tail_) ready_tail_->be_next = c;
-    else ready_head_ = c;
-    ready_tail_ = c;
+    ready_.push_back(c);
   }
 
   void unready(Conn* c) {
     if (!(c->be_flags & kReadable)) return;
     c->be_flags &= ~kReadable;
-    Conn* prev = static_cast<Conn*>(c->be_ptr);
-    Conn* next = c->be_next;
-    if (prev) prev->be_next = next;
-    else ready_head_ = next;
-    if (next) next->be_ptr = prev;
-    else ready_tail_ = prev;
-    c->be_next = nullptr;
-    c->be_ptr = nullptr;
+    ready_.remove(c);
   }
 
   void write_some(Conn* c) {
@@ -338,10 +317,8 @@ class EpollPoller final : public Poller {
   uint8_t* bufs_ = nullptr;
   size_t buf_size_ = 0;
   std::vector<uint16_t> free_;
-  std::vector<Completion> pending_;
-  size_t pending_head_ = 0;
-  Conn* ready_head_ = nullptr;
-  Conn* ready_tail_ = nullptr;
+  CompletionQueue pending_;
+  ConnList ready_;  // readable sockets, read once per wait() in turn
 };
 
 }  // namespace

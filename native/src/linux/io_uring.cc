@@ -665,12 +665,7 @@ class UringPoller final : public Poller {
   }
 
   int wait(Completion* out, int cap, int timeout_ms) override {
-    int n = 0;
-    while (n < cap && pending_head_ < pending_.size()) out[n++] = pending_[pending_head_++];
-    if (pending_head_ == pending_.size()) {
-      pending_.clear();
-      pending_head_ = 0;
-    }
+    int n = pending_.take(out, 0, cap);
     if (accept_paused_ && now_ms() >= accept_resume_at_) {
       accept_paused_ = false;
       if (lfd_ >= 0) arm_accept();
@@ -682,7 +677,7 @@ class UringPoller final : public Poller {
     // One io_uring_enter: submit everything queued, and wait only if there
     // is nothing to report yet.
     int t = timeout_ms;
-    if (n > 0 || pending_head_ < pending_.size()) t = 0;
+    if (n > 0 || !pending_.empty()) t = 0;
     if (accept_paused_ && t != 0) {
       int64_t left = accept_resume_at_ - now_ms();
       if (left < 0) left = 0;
@@ -701,20 +696,19 @@ class UringPoller final : public Poller {
                         sizeof arg);
     (void)r;  // -ETIME (timeout), -EINTR: nothing to do; errors show up as CQEs
     if (n < cap) n = reap(out, n, cap);
-    while (n < cap && pending_head_ < pending_.size()) out[n++] = pending_[pending_head_++];
-    return n;
+    return pending_.take(out, n, cap);
   }
 
   void wake() override { wake_.wake(); }
 
  private:
 
-  void push(CompKind k, Conn* c, int32_t res) { pending_.push_back(completion_of(k, c, res)); }
+  void push(CompKind k, Conn* c, int32_t res) { pending_.push(completion_of(k, c, res)); }
 
   // Deliver a completion now if there is room in out[], else later.
   void deliver(Completion* out, int* n, int cap, const Completion& cp) {
     if (*n < cap) out[(*n)++] = cp;
-    else pending_.push_back(cp);
+    else pending_.push(cp);
   }
 
   // Buffer ownership.  buf_lends_[bid] counts the kReceived completions of
@@ -811,29 +805,18 @@ class UringPoller final : public Poller {
     c->be_flags |= kSendBusy;
   }
 
-  // Starved list: connections whose recv ended for want of buffers,
-  // doubly linked through be_next / be_ptr (prev), oldest first.
+  // Starved list (connections whose recv ended for want of buffers, oldest
+  // first) membership: the kStarved bit.
   void starve(Conn* c) {
     if (c->be_flags & kStarved) return;
     c->be_flags |= kStarved;
-    c->be_next = nullptr;
-    c->be_ptr = starved_tail_;
-    if (starved_tail_) starved_tail_->be_next = c;
-    else starved_head_ = c;
-    starved_tail_ = c;
+    starved_.push_back(c);
   }
 
   void unstarve(Conn* c) {
     if (!(c->be_flags & kStarved)) return;
     c->be_flags &= ~kStarved;
-    Conn* prev = static_cast<Conn*>(c->be_ptr);
-    Conn* next = c->be_next;
-    if (prev) prev->be_next = next;
-    else starved_head_ = next;
-    if (next) next->be_ptr = prev;
-    else starved_tail_ = prev;
-    c->be_next = nullptr;
-    c->be_ptr = nullptr;
+    starved_.remove(c);
   }
 
   void rearm_starved() {
@@ -841,8 +824,8 @@ class UringPoller final : public Poller {
     // in the kernel's hands: each of them has data waiting, so arming more
     // would only end in -ENOBUFS again.
     uint32_t budget = kbufs_;
-    while (starved_head_ && budget > 0) {
-      Conn* c = starved_head_;
+    while (starved_.head && budget > 0) {
+      Conn* c = starved_.head;
       unstarve(c);
       if (!arm_recv(c)) {
         starve(c);
@@ -1029,10 +1012,8 @@ class UringPoller final : public Poller {
   bool accept_paused_ = false;
   int64_t accept_resume_at_ = 0;
   bool use_zc_ = false;
-  std::vector<Completion> pending_;
-  size_t pending_head_ = 0;
-  Conn* starved_head_ = nullptr;
-  Conn* starved_tail_ = nullptr;
+  CompletionQueue pending_;
+  ConnList starved_;
 };
 
 }  // namespace

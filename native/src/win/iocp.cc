@@ -241,7 +241,7 @@ class IocpPoller final : public Poller {
   // packet that produced more completions than were asked for).
   void emit(const Completion& c) {
     if (out_ && n_ < cap_) out_[n_++] = c;
-    else backlog_.push_back(c);
+    else backlog_.push(c);
   }
   void emit_conn(CompKind k, Conn* conn, int32_t res) {
     Completion c;
@@ -298,8 +298,7 @@ class IocpPoller final : public Poller {
   Completion* out_ = nullptr;
   int cap_ = 0;
   int n_ = 0;
-  std::vector<Completion> backlog_;
-  size_t backlog_head_ = 0;
+  CompletionQueue backlog_;
 
   // Receive buffers (rule 2), allocated on first use.
   uint32_t buf_bytes_;
@@ -888,11 +887,7 @@ int IocpPoller::wait(Completion* out, int cap, int timeout_ms) {
   wake_seen_ = false;
 
   // 1. Completions reported outside wait() or left over from the last call.
-  while (backlog_head_ < backlog_.size() && n_ < cap_) out_[n_++] = backlog_[backlog_head_++];
-  if (backlog_head_ == backlog_.size()) {
-    backlog_.clear();
-    backlog_head_ = 0;
-  }
+  n_ = backlog_.take(out_, n_, cap_);
 
   // 2. Connections whose zero-byte receive finished at once.  Take only the
   // ones there now; a connection re-queued while reading waits its turn.
@@ -911,7 +906,7 @@ int IocpPoller::wait(Completion* out, int cap, int timeout_ms) {
   // 4. The port: block only when there is nothing to return yet.
   if (n_ < cap_) {
     DWORD t = timeout_ms < 0 ? INFINITE : DWORD(timeout_ms);
-    if (n_ > 0 || !ready_.empty() || backlog_head_ < backlog_.size() || accept_retry_now_) t = 0;
+    if (n_ > 0 || !ready_.empty() || !backlog_.empty() || accept_retry_now_) t = 0;
     if (accept_short_ && listening_ && t > DWORD(kAcceptRetryMs)) t = kAcceptRetryMs;
     OVERLAPPED_ENTRY ents[kMaxEntries];
     ULONG want = ULONG(cap_ - n_ < kMaxEntries ? cap_ - n_ : kMaxEntries);
