@@ -638,23 +638,29 @@ static void sink_parse(conn *c, const uint8_t *p, size_t n)
     }
 }
 
-static void on_readable(worker *w, conn *c)
+/* One recv into w->rbuf: the byte count, or 0 when there was nothing (the
+ * connection is failed with the reason on EOF or an error). */
+static size_t recv_some(worker *w, conn *c)
 {
     ssize_t n = recv(c->fd, w->rbuf, READ_CHUNK, 0);
-    if (n > 0) {
-        uint64_t t = now_ns();
-        if (measuring(t))
-            w->bytes_in += (uint64_t)n;
-        parse_replies(w, c, w->rbuf, (size_t)n, t);
-        return;
-    }
-    if (n == 0) {
+    if (n > 0)
+        return (size_t)n;
+    if (n == 0)
         conn_fail(w, c, "server closed the connection", 0);
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        conn_fail(w, c, "recv", errno);
+    return 0;
+}
+
+static void on_readable(worker *w, conn *c)
+{
+    size_t n = recv_some(w, c);
+    if (n == 0)
         return;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-        return;
-    conn_fail(w, c, "recv", errno);
+    uint64_t t = now_ns();
+    if (measuring(t))
+        w->bytes_in += (uint64_t)n;
+    parse_replies(w, c, w->rbuf, n, t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -765,19 +771,12 @@ static void *worker_main(void *arg)
                 conn *c = evs[i].data.ptr;
                 if (c->state != C_OPEN)
                     continue;
-                ssize_t n = recv(c->fd, w->rbuf, READ_CHUNK, 0);
-                if (n == 0) {
-                    conn_fail(w, c, "server closed the connection", 0);
+                size_t n = recv_some(w, c);
+                if (n == 0)
                     continue;
-                }
-                if (n < 0) {
-                    if (errno != EAGAIN && errno != EINTR)
-                        conn_fail(w, c, "recv", errno);
-                    continue;
-                }
                 uint64_t t = now_ns();
                 uint64_t before = c->sunk;
-                sink_parse(c, w->rbuf, (size_t)n);
+                sink_parse(c, w->rbuf, n);
                 if (c->sunk > before) {
                     if (!w->sink_frames)
                         w->sink_first = t;
@@ -800,11 +799,7 @@ static void *worker_main(void *arg)
                 conn *c = evs[i].data.ptr;
                 if (c->state != C_OPEN)
                     continue;
-                ssize_t n = recv(c->fd, w->rbuf, READ_CHUNK, 0);
-                if (n == 0)
-                    conn_fail(w, c, "server closed the connection", 0);
-                else if (n < 0 && errno != EAGAIN && errno != EINTR)
-                    conn_fail(w, c, "recv", errno);
+                recv_some(w, c); /* idle: only a close or an error matters */
             }
         }
         return NULL;
