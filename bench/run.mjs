@@ -34,6 +34,12 @@ const DEFAULTS = Object.freeze({
   // Keeps a run on a busy machine bounded.
   disturbanceBudget: 90,
   warmup: 0.5,
+  // The full-protocol rows (the actor echo and its three twins) warm up
+  // longer: the actor server compiles its hot code in three isolates (main
+  // thread and two workers), and half a second of load caught it mid-JIT
+  // (median 0.88x proto-net at 100x1 with 0.5 s, 0.99x with 3 s, in one
+  // session).  Every row of the family gets the same warm-up.
+  protocolWarmup: 3,
   repeat: 3, // runs per (server, shape); the tables show medians
   loadgenThreads: 1, // the server needs the other core
   memConns: 10_000,
@@ -41,7 +47,7 @@ const DEFAULTS = Object.freeze({
   basePort: 17_300,
 });
 const QUICK = Object.freeze({
-  duration: 0.5, warmup: 0.2, repeat: 1, quietWait: 1, retries: 0, disturbanceBudget: 10,
+  duration: 0.5, warmup: 0.2, protocolWarmup: 1, repeat: 1, quietWait: 1, retries: 0, disturbanceBudget: 10,
   shapes: ['1x1', '100x1', '100x16', '100x1-work100'],
 });
 // whirlwind's Linux backends; each gets its own row, and one the addon's
@@ -55,6 +61,7 @@ const { values: args } = parseArgs({
     shapes: { type: 'string' },
     duration: { type: 'string' },
     warmup: { type: 'string' },
+    'protocol-warmup': { type: 'string' },
     repeat: { type: 'string' },
     'loadgen-threads': { type: 'string' },
     'mem-conns': { type: 'string' },
@@ -80,6 +87,8 @@ function printHelp() {
   --shapes <a,b,...>      shapes to run (default all): ${shapes.map((s) => s.id).join(', ')}
   --duration <s>          measured seconds per run (default ${DEFAULTS.duration})
   --warmup <s>            unmeasured seconds before each run (default ${DEFAULTS.warmup})
+  --protocol-warmup <s>   the same for the full-protocol rows: actor and its twins (default
+                          ${DEFAULTS.protocolWarmup}, ${QUICK.protocolWarmup} with --quick)
   --repeat <n>            runs per server and shape; medians are shown (default ${DEFAULTS.repeat})
   --loadgen-threads <n>   load generator threads (default ${DEFAULTS.loadgenThreads})
   --mem-conns <n>         idle connections for the memory shape (default ${DEFAULTS.memConns})
@@ -110,6 +119,7 @@ function numberOption(key, fallback, { integer = false, min = 0 } = {}) {
 const opts = {
   duration: numberOption('duration', args.quick ? QUICK.duration : DEFAULTS.duration, { min: 0.1 }),
   warmup: numberOption('warmup', args.quick ? QUICK.warmup : DEFAULTS.warmup),
+  protocolWarmup: numberOption('protocol-warmup', args.quick ? QUICK.protocolWarmup : DEFAULTS.protocolWarmup),
   repeat: numberOption('repeat', args.quick ? QUICK.repeat : DEFAULTS.repeat, { integer: true, min: 1 }),
   loadgenThreads: numberOption('loadgen-threads', DEFAULTS.loadgenThreads, { integer: true, min: 1 }),
   memConns: numberOption('mem-conns', DEFAULTS.memConns, { integer: true, min: 1 }),
@@ -177,7 +187,7 @@ const servers = [
     { name: 'proto-net', label: 'same protocol on node:net, one thread', cmd: [node, 'bench/servers/proto-net-echo.mjs'] },
     { name: 'proto-net-piscina', label: 'same protocol, node:net + piscina.run() per message', cmd: [node, 'bench/servers/proto-net-piscina.mjs'] },
     { name: 'proto-cluster', label: 'same protocol, node cluster, 2 processes', cmd: [node, 'bench/servers/proto-cluster-echo.mjs', '--workers', '2'] },
-  ].map((x) => ({ ...x, frameFile: 'bench/frames/echo-64.bin', ref: 'proto-net', shapes: ['100x1', '100x1-work100'] })),
+  ].map((x) => ({ ...x, frameFile: 'bench/frames/echo-64.bin', ref: 'proto-net', shapes: ['100x1', '100x1-work100'], warmup: opts.protocolWarmup })),
 ];
 
 const shapes = [
@@ -491,7 +501,7 @@ function loadgenArgs(shape, port, server) {
     '--host', opts.host, '--port', String(port),
     '-c', String(shape.conns), '-p', String(shape.pipeline),
     ...(server?.frameFile ? ['--frame-file', path.join(ROOT, server.frameFile)] : ['-s', '64']),
-    '-d', String(opts.duration), '-w', String(opts.warmup), '-t', String(opts.loadgenThreads), '-q',
+    '-d', String(opts.duration), '-w', String(server?.warmup ?? opts.warmup), '-t', String(opts.loadgenThreads), '-q',
   ];
 }
 
@@ -636,7 +646,7 @@ const totalRuns = throughputShapes.reduce((a, sh) => a + activeServers.filter((s
   (memShape ? activeServers.filter((s) => s.memory).length : 0);
 let done = 0;
 console.log(`whirlwind bench: ${activeServers.length} servers, shapes ${activeShapes.map((s) => s.id).join(' ')}, ` +
-  `${opts.repeat} x (${opts.warmup} s warm-up + ${opts.duration} s), loadgen threads ${opts.loadgenThreads}`);
+  `${opts.repeat} x (${opts.warmup} s warm-up (${opts.protocolWarmup} s for the full-protocol rows) + ${opts.duration} s), loadgen threads ${opts.loadgenThreads}`);
 
 function record(server, shape, r) {
   const key = `${server.name}|${shape.id}`;
@@ -963,7 +973,7 @@ See bench/README.md for what each number means.
 - commit: ${gitRev}
 - load generator: build/Release/ww_loadgen, ${opts.loadgenThreads} thread(s), 64-byte payloads, loopback ${opts.host}
 - other processes: before each run the runner waited up to ${opts.quietWait} s for the machine to be idle (${quietWaited.toFixed(0)} s in all); ${reruns} run(s) were repeated (${rerunSeconds.toFixed(0)} s) because something else used over ${DEFAULTS.maxOtherCpu}% of a core, and ${disturbances.length} were kept disturbed after up to ${opts.retries} re-run(s) or once the ${opts.disturbanceBudget} s budget for waiting and re-running was spent (listed under "Disturbances"); see "other CPU" below
-- each run: ${opts.warmup} s warm-up + ${opts.duration} s measured; ${opts.repeat} run(s) per server and shape, medians shown; servers alternate
+- each run: ${opts.warmup} s warm-up (${opts.protocolWarmup} s for the full-protocol rows: actor, proto-net, proto-net-piscina, proto-cluster) + ${opts.duration} s measured; ${opts.repeat} run(s) per server and shape, medians shown; servers alternate
 
 ## Throughput (replies/s, ratio to plain node:net)
 
