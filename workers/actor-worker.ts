@@ -403,7 +403,7 @@ function fail(turn: TurnOut, requestId: number, action: string, code: number, me
 }
 
 /** Lays every turn's bytes into one buffer (see wire.ts). */
-function assemble(outs: TurnOut[]): TaskResult {
+function assemble(outs: TurnOut[], started: number): TaskResult {
   let total = 0;
   for (const t of outs) {
     total += RESULT_TURN_HEADER;
@@ -457,7 +457,7 @@ function assemble(outs: TurnOut[]): TaskResult {
   }
   const t = timing;
   timing = new Map();
-  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras, thread: threadId, timing: t };
+  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras, thread: threadId, timing: t, busyMs: performance.now() - started };
 }
 
 /**
@@ -483,6 +483,7 @@ function brokenTurn(spec: TurnSpec, buf: Uint8Array, at: number, e: unknown): Tu
 
 /** The piscina task: run a batch of turns. */
 export default async function runTask(task: Task): Promise<TaskResult> {
+  const started = performance.now();
   const Actor = await loadActor();
   sampleClockOffset();
   const view = Buffer.from(task.buf.buffer, task.buf.byteOffset, task.buf.byteLength);
@@ -519,5 +520,5 @@ export default async function runTask(task: Task): Promise<TaskResult> {
     if (spec.stateLen > 0) pos += spec.stateLen;
     for (let k = 0; k < spec.n; k++) pos += TASK_REQUEST_HEADER + view.readUInt32LE(pos);
   }
-  return assemble(waiting ? await Promise.all(outs) : (outs as TurnOut[]));
+  return assemble(waiting ? await Promise.all(outs) : (outs as TurnOut[]), started);
 }

@@ -88,7 +88,11 @@ class Conn {
   ) {}
 }
 
+/** Tasks that keep a worker busy this long (ms, smoothed) get one more task queued behind them per worker (#dispatch). */
+const QUEUE_BEHIND_MS = 1;
+
 /** Counters of the actor layer (the engine's are under `engine`). */
+
 export interface ActorServerStats {
   engine: EngineStats;
   connections: number;
@@ -172,6 +176,8 @@ export class ActorServer extends EventEmitter {
   #paused = 0;
   #tasksInFlight = 0;
   #maxTasksInFlight: number;
+  /** How long tasks keep a worker busy, in ms, smoothed (TaskResult.busyMs); see #dispatch. */
+  #taskBusyMs = 0;
   #counters = { requests: 0, tasks: 0, turns: 0, failedTurns: 0 };
   #closing: Promise<void> | null = null;
   #shuttingDown = false;
@@ -838,8 +844,15 @@ export class ActorServer extends EventEmitter {
 
   #dispatch(): void {
     if (this.#stopped) return;
-    while (this.#tasksInFlight < this.#maxTasksInFlight && this.#readyHead < this.#ready.length) {
-      const free = this.#maxTasksInFlight - this.#tasksInFlight;
+    // One task per worker; once tasks keep a worker busy for QUEUE_BEHIND_MS
+    // or more, one more per worker, which waits in piscina's queue: a worker
+    // that finishes starts its next task at once instead of idling through
+    // the round trip its answers set off (to the client and back).  Short
+    // tasks are not queued: cutting the ready set into more, smaller tasks
+    // costs more than that round trip.
+    const limit = this.#taskBusyMs >= QUEUE_BEHIND_MS ? 2 * this.#maxTasksInFlight : this.#maxTasksInFlight;
+    while (this.#tasksInFlight < limit && this.#readyHead < this.#ready.length) {
+      const free = limit - this.#tasksInFlight;
       const readyCount = this.#ready.length - this.#readyHead;
       const share = Math.min(this.options.maxTurnsPerTask, Math.ceil(readyCount / free));
       const conns: Conn[] = [];
@@ -936,6 +949,7 @@ export class ActorServer extends EventEmitter {
   }
 
   #onResult(conns: Conn[], result: TaskResult): void {
+    this.#taskBusyMs += (result.busyMs - this.#taskBusyMs) / 4;
     this.#workerTurns.set(result.thread, (this.#workerTurns.get(result.thread) ?? 0) + result.count);
     for (const [action, t] of result.timing) {
       const a = this.#actions.get(action);

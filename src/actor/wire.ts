@@ -81,6 +81,8 @@ export interface TaskResult {
   thread: number;
   /** Per action run in this task: its ActionTiming record. */
   timing: Map<string, Float64Array>;
+  /** Milliseconds from the task's start in the worker to its result (awaits included). */
+  busyMs: number;
 }
 
 /** Offsets in a TaskResult.timing record (drawn above). */

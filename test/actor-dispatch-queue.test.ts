@@ -1,0 +1,37 @@
+// Dispatch keeps a worker fed when its tasks run long: once tasks keep a
+// worker busy for a millisecond or more, one more task per worker waits in
+// the pool's queue behind the running one (docs/design.md, "Batches, not one
+// task per message").  The queue never grows past that, and the answers
+// still come back whole and in order.
+import { describe, expect, it } from 'vitest';
+import { client, startServer, useActorServers } from './fixtures/actor-server.js';
+
+useActorServers();
+
+describe('actor dispatch', () => {
+  it('queues one more task per worker behind tasks that run long, never more, and answers every request in order', async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 1 });
+    const clients = await Promise.all([0, 1, 2, 3, 4, 5].map(() => client(s)));
+    let most = 0;
+    const sample = (): void => {
+      most = Math.max(most, s.stats().tasksInFlight);
+    };
+    const sampler = setInterval(sample, 1);
+    try {
+      await Promise.all(
+        clients.map(async (c, i) => {
+          for (let k = 0; k < 12; k++) {
+            const r = await c.request<number>('burn', { ms: 3 + (i % 3) });
+            expect(r.body).toBe(3 + (i % 3));
+            sample();
+          }
+        }),
+      );
+    } finally {
+      clearInterval(sampler);
+    }
+    // 1 is what dispatch allowed before this: a second task only while the first runs long.
+    expect(most).toBe(2);
+    expect(s.stats().requests).toBe(6 * 12);
+  });
+});
