@@ -1,15 +1,16 @@
 // Dispatch keeps a worker fed when its tasks run long: once tasks keep a
 // worker busy for a millisecond or more, one more task per worker waits in
-// the pool's queue behind the running one (docs/design.md, "Batches, not one
-// task per message").  The queue never grows past that, and the answers
-// still come back whole and in order.
+// the pool's queue behind the running one, and a task takes only as many
+// turns as its worker gets through in about 2 ms (docs/design.md, "Batches,
+// not one task per message").  The queue never grows past that, and the
+// answers still come back whole and in order.
 import { describe, expect, it } from 'vitest';
 import { client, startServer, useActorServers } from './fixtures/actor-server.js';
 
 useActorServers();
 
 describe('actor dispatch', () => {
-  it('queues one more task per worker behind tasks that run long, never more, and answers every request in order', async () => {
+  it('queues one more task per worker behind tasks that run long, never more, cuts slow turns into short tasks, and answers every request in order', async () => {
     const s = await startServer({ minWorkers: 1, maxWorkers: 1 });
     const clients = await Promise.all([0, 1, 2, 3, 4, 5].map(() => client(s)));
     let most = 0;
@@ -33,5 +34,10 @@ describe('actor dispatch', () => {
     // 1 is what dispatch allowed before this: a second task only while the first runs long.
     expect(most).toBe(2);
     expect(s.stats().requests).toBe(6 * 12);
+    // A turn here takes 3-5 ms, more than a task should (about 2 ms): once
+    // the first tasks have shown that, a task carries one turn (without the
+    // cap, 30 tasks carried these 78 turns).
+    const { tasks, turns } = s.stats();
+    expect(tasks).toBeGreaterThan(0.75 * turns);
   });
 });

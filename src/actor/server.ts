@@ -90,6 +90,8 @@ class Conn {
 
 /** Tasks that keep a worker busy this long (ms, smoothed) get one more task queued behind them per worker (#dispatch). */
 const QUEUE_BEHIND_MS = 1;
+/** A task takes no more turns than its worker runs in about this long (ms), judged by the turns before (#dispatch). */
+const TASK_TARGET_MS = 2;
 
 /** Counters of the actor layer (the engine's are under `engine`). */
 
@@ -178,6 +180,8 @@ export class ActorServer extends EventEmitter {
   #maxTasksInFlight: number;
   /** How long tasks keep a worker busy, in ms, smoothed (TaskResult.busyMs); see #dispatch. */
   #taskBusyMs = 0;
+  /** The same per turn in the task, smoothed; see #dispatch. */
+  #turnBusyMs = 0;
   #counters = { requests: 0, tasks: 0, turns: 0, failedTurns: 0 };
   #closing: Promise<void> | null = null;
   #shuttingDown = false;
@@ -849,12 +853,16 @@ export class ActorServer extends EventEmitter {
     // that finishes starts its next task at once instead of idling through
     // the round trip its answers set off (to the client and back).  Short
     // tasks are not queued: cutting the ready set into more, smaller tasks
-    // costs more than that round trip.
+    // costs more than that round trip.  And a task takes no more turns than
+    // its worker gets through in about TASK_TARGET_MS (going by the mean
+    // turn so far): with slow handlers, answers leave every few ms instead of
+    // when a long task ends, and the turns spread evenly over the workers.
     const limit = this.#taskBusyMs >= QUEUE_BEHIND_MS ? 2 * this.#maxTasksInFlight : this.#maxTasksInFlight;
     while (this.#tasksInFlight < limit && this.#readyHead < this.#ready.length) {
       const free = limit - this.#tasksInFlight;
       const readyCount = this.#ready.length - this.#readyHead;
-      const share = Math.min(this.options.maxTurnsPerTask, Math.ceil(readyCount / free));
+      const cap = this.#turnBusyMs > 0 ? Math.max(1, Math.floor(TASK_TARGET_MS / this.#turnBusyMs)) : Infinity;
+      const share = Math.min(this.options.maxTurnsPerTask, cap, Math.ceil(readyCount / free));
       const conns: Conn[] = [];
       while (conns.length < share && this.#readyHead < this.#ready.length) {
         const c = this.#ready[this.#readyHead++]!;
@@ -950,6 +958,7 @@ export class ActorServer extends EventEmitter {
 
   #onResult(conns: Conn[], result: TaskResult): void {
     this.#taskBusyMs += (result.busyMs - this.#taskBusyMs) / 4;
+    if (result.count > 0) this.#turnBusyMs += (result.busyMs / result.count - this.#turnBusyMs) / 4;
     this.#workerTurns.set(result.thread, (this.#workerTurns.get(result.thread) ?? 0) + result.count);
     for (const [action, t] of result.timing) {
       const a = this.#actions.get(action);
