@@ -403,7 +403,8 @@ function fail(turn: TurnOut, requestId: number, action: string, code: number, me
 }
 
 /** Lays every turn's bytes into one buffer (see wire.ts). */
-function assemble(outs: TurnOut[], started: number): TaskResult {
+function assemble(outs: TurnOut[], busyMs: number): TaskResult {
+  const started = performance.now();
   let total = 0;
   for (const t of outs) {
     total += RESULT_TURN_HEADER;
@@ -457,7 +458,7 @@ function assemble(outs: TurnOut[], started: number): TaskResult {
   }
   const t = timing;
   timing = new Map();
-  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras, thread: threadId, timing: t, busyMs: performance.now() - started };
+  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras, thread: threadId, timing: t, busyMs: busyMs + (performance.now() - started) };
 }
 
 /**
@@ -520,5 +521,8 @@ export default async function runTask(task: Task): Promise<TaskResult> {
     if (spec.stateLen > 0) pos += spec.stateLen;
     for (let k = 0; k < spec.n; k++) pos += TASK_REQUEST_HEADER + view.readUInt32LE(pos);
   }
-  return assemble(waiting ? await Promise.all(outs) : (outs as TurnOut[]), started);
+  // Only the synchronous run counts as busy: a turn awaiting I/O holds no
+  // thread, and the server must not take it for slow work (server.ts #dispatch).
+  const syncMs = performance.now() - started;
+  return assemble(waiting ? await Promise.all(outs) : (outs as TurnOut[]), syncMs);
 }

@@ -81,7 +81,11 @@ export interface TaskResult {
   thread: number;
   /** Per action run in this task: its ActionTiming record. */
   timing: Map<string, Float64Array>;
-  /** Milliseconds from the task's start in the worker to its result (awaits included). */
+  /**
+   * Milliseconds the task held its worker's thread: the synchronous run of
+   * its turns (up to their first await) and the assembling of this result.
+   * Time a turn spends awaiting is not counted: it holds no thread.
+   */
   busyMs: number;
 }
 
