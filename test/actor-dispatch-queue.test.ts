@@ -5,6 +5,7 @@
 // not one task per message").  The queue never grows past that, and the
 // answers still come back whole and in order.
 import { describe, expect, it } from 'vitest';
+import { ErrorCode, type TurnFailure } from '../src/index.js';
 import { client, startServer, useActorServers } from './fixtures/actor-server.js';
 
 useActorServers();
@@ -52,5 +53,20 @@ describe('actor dispatch', () => {
     }
     // Taking the 30 ms awaits for work made every task one turn: 1 at a time.
     expect(most).toBeGreaterThanOrEqual(4);
+  });
+
+  it('gives a task queued behind a stuck one its own time: only the stuck turn times out', async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 1, handlerTimeoutMs: 200 });
+    const [a, b] = await Promise.all([client(s), client(s)]);
+    // Slow tasks first, so that dispatch queues a second task behind a running one.
+    for (let i = 0; i < 4; i++) expect((await a.request('burn', { ms: 5 })).body).toBe(5);
+    const failed: TurnFailure[] = [];
+    s.on('turnFailed', (f: TurnFailure) => failed.push(f));
+    const [loop, echo] = await Promise.allSettled([a.request('loop'), b.request('echo', 'behind')]);
+    expect(loop).toMatchObject({ status: 'rejected', reason: { code: ErrorCode.TIMEOUT, remote: true } });
+    // Its watchdog started when it was posted, a moment after the stuck one's:
+    // without the allowance it was aborted along with it and answered TIMEOUT.
+    expect(echo).toMatchObject({ status: 'fulfilled', value: { body: 'behind' } });
+    expect(failed).toEqual([expect.objectContaining({ action: 'loop', code: ErrorCode.TIMEOUT })]);
   });
 });

@@ -504,8 +504,8 @@ function addressAt(view: Buffer, at: number, len: number): string {
 
 /** The piscina task: run a batch of turns. */
 export default async function runTask(task: Task): Promise<TaskResult> {
-  const started = performance.now();
   const Actor = await loadActor();
+  const started = performance.now();
   sampleClockOffset();
   const view = Buffer.from(task.buf.buffer, task.buf.byteOffset, task.buf.byteLength);
   let pos = 0;

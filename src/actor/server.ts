@@ -94,7 +94,6 @@ const QUEUE_BEHIND_MS = 1;
 const TASK_TARGET_MS = 2;
 
 /** Counters of the actor layer (the engine's are under `engine`). */
-
 export interface ActorServerStats {
   engine: EngineStats;
   connections: number;
@@ -935,14 +934,20 @@ export class ActorServer extends EventEmitter {
     }
     const turnCount = conns.length;
     const task: Task = { count: turnCount, buf: new Uint8Array(buf.buffer, 0, total), infos };
+    // Every worker busy: this one waits in piscina's queue (see #dispatch).
+    const queued = this.#tasksInFlight >= this.#maxTasksInFlight;
     this.#tasksInFlight++;
     this.#counters.tasks++;
     this.#counters.turns += turnCount;
     // A worker stuck past every handler's time (a synchronous loop) is stopped:
-    // aborting a running piscina task terminates its worker.
+    // aborting a running piscina task terminates its worker.  The clock starts
+    // at posting, so a queued task is also allowed the longest a task ahead of
+    // it may take; else it would be aborted with the stuck one it waited behind.
     const limit = this.options.handlerTimeoutMs;
     const abort = new AbortController();
-    const watchdog = limit > 0 ? setTimeout(() => abort.abort(), limit * (1 + longest) + 1000) : null;
+    const ownMs = limit * (1 + longest) + 1000;
+    const aheadMs = queued ? limit * (1 + maxPer) + 1000 : 0;
+    const watchdog = limit > 0 ? setTimeout(() => abort.abort(), ownMs + aheadMs) : null;
     this.#pool!.run(task, { transferList: [buf.buffer] as never, signal: abort.signal }).then(
       (result: TaskResult) => this.#onResult(conns, result),
       (error: unknown) => this.#onTaskFailed(conns, error, abort.signal.aborted),
