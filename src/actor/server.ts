@@ -269,6 +269,9 @@ export class ActorServer extends EventEmitter {
       // 'async': a worker's event loop keeps running between tasks, so late
       // timers and comlink answers are handled while it waits.
       atomics: 'async',
+      // whirlwind keeps its own turn times (stats().actions); piscina's
+      // per-task run and wait histograms would be two more records per task.
+      recordTiming: false,
       workerData: init,
       ...(o.resourceLimits ? { resourceLimits: o.resourceLimits } : {}),
     });
