@@ -240,7 +240,6 @@ class EpollPoller final : public Poller {
   void wake() override { wake_.wake(); }
 
  private:
-
   void push(CompKind k, Conn* c, int32_t res) { pending_.push(completion_of(k, c, res)); }
 
   // Ready list membership: the kReadable bit.

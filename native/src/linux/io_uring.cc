@@ -702,7 +702,6 @@ class UringPoller final : public Poller {
   void wake() override { wake_.wake(); }
 
  private:
-
   void push(CompKind k, Conn* c, int32_t res) { pending_.push(completion_of(k, c, res)); }
 
   // Deliver a completion now if there is room in out[], else later.

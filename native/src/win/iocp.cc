@@ -243,15 +243,7 @@ class IocpPoller final : public Poller {
     if (out_ && n_ < cap_) out_[n_++] = c;
     else backlog_.push(c);
   }
-  void emit_conn(CompKind k, Conn* conn, int32_t res) {
-    Completion c;
-    std::memset(&c, 0, sizeof c);
-    c.kind = k;
-    c.conn = conn;
-    c.res = res;
-    c.sock = kBadSock;
-    emit(c);
-  }
+  void emit_conn(CompKind k, Conn* conn, int32_t res) { emit(completion_of(k, conn, res)); }
 
   // --- receive ------------------------------------------------------------
   void post_recv(ConnIo* io);
@@ -485,18 +477,9 @@ void IocpPoller::accept_finished(AcceptOp* a, int err) {
     err = WSAGetLastError();
   if (err != 0) {
     if (s != INVALID_SOCKET) closesocket(s);
-    if (!is_cancel(err)) {
-      Completion c;
-      std::memset(&c, 0, sizeof c);
-      c.kind = CompKind::kAcceptError;
-      c.res = -err;
-      c.sock = kBadSock;
-      emit(c);
-    }
+    if (!is_cancel(err)) emit_conn(CompKind::kAcceptError, nullptr, -err);
   } else {
-    Completion c;
-    std::memset(&c, 0, sizeof c);
-    c.kind = CompKind::kAccepted;
+    Completion c = completion_of(CompKind::kAccepted, nullptr, 0);
     c.sock = s;
     emit(c);
   }
@@ -527,12 +510,7 @@ void IocpPoller::refill_accepts() {
         continue;
       }
       // Out of sockets or memory: tell the engine and try again shortly.
-      Completion c;
-      std::memset(&c, 0, sizeof c);
-      c.kind = CompKind::kAcceptError;
-      c.res = -err;
-      c.sock = kBadSock;
-      emit(c);
+      emit_conn(CompKind::kAcceptError, nullptr, -err);
       accept_short_ = true;
       accept_retry_at_ = GetTickCount64() + kAcceptRetryMs;
       return;
@@ -678,14 +656,9 @@ void IocpPoller::try_recv(ConnIo* io) {
   }
   int n = ::recv(io->sock, reinterpret_cast<char*>(bufs_[b]), int(buf_bytes_), 0);
   if (n > 0) {
-    Completion c;
-    std::memset(&c, 0, sizeof c);
-    c.kind = CompKind::kReceived;
-    c.conn = io->conn;
+    Completion c = completion_of(CompKind::kReceived, io->conn, n);
     c.buf = b;
     c.data = bufs_[b];
-    c.res = n;
-    c.sock = kBadSock;
     emit(c);
     post_recv(io);
     return;
@@ -833,11 +806,7 @@ void IocpPoller::handle_packet(const OVERLAPPED_ENTRY& e) {
     wake_pending_.store(false, std::memory_order_release);
     if (!wake_seen_) {
       wake_seen_ = true;
-      Completion c;
-      std::memset(&c, 0, sizeof c);
-      c.kind = CompKind::kWake;
-      c.sock = kBadSock;
-      emit(c);
+      emit_conn(CompKind::kWake, nullptr, 0);
     }
     return;
   }
