@@ -37,8 +37,8 @@ const DEFAULTS = Object.freeze({
   // The full-protocol rows (the actor echo and its three twins) warm up
   // longer: the actor server compiles its hot code in three isolates (main
   // thread and two workers), and half a second of load caught it mid-JIT
-  // (median 0.88x proto-net at 100x1 with 0.5 s, 0.99x with 3 s, in one
-  // session).  Every row of the family gets the same warm-up.
+  // (100x1 against proto-net, paired median of 3 rounds: 0.88x with 0.5 s,
+  // 0.99x with 3 s, in one session).  Every row of the family gets the same warm-up.
   protocolWarmup: 3,
   repeat: 3, // runs per (server, shape); the tables show medians
   loadgenThreads: 1, // the server needs the other core

@@ -484,9 +484,9 @@ function brokenTurn(spec: TurnSpec, buf: Uint8Array, at: number, e: unknown): Tu
 
 /**
  * The peer address of a turn.  The turns of a task mostly come from a few
- * addresses, and decoding one is a call into C++ (a sixth of an echo turn's
- * time when it was done every turn), so the last one is kept and reused
- * while the bytes match.
+ * addresses, and decoding one is a call into C++ (6.8% of the worker's perf
+ * samples in bench:turn when it was done every turn), so the last one is
+ * kept and reused while the bytes match.
  */
 let lastAddress = '';
 let lastAddressBytes = Buffer.alloc(0);
