@@ -36,10 +36,16 @@ const DEFAULTS = Object.freeze({
   warmup: 0.5,
   // The full-protocol rows (the actor echo and its three twins) warm up
   // longer: the actor server compiles its hot code in three isolates (main
-  // thread and two workers), and half a second of load caught it mid-JIT
-  // (100x1 against proto-net, paired median of 3 rounds: 0.88x with 0.5 s,
-  // 0.99x with 3 s, in one session).  Every row of the family gets the same warm-up.
-  protocolWarmup: 3,
+  // thread and two workers) while the load holds both cores, so V8's
+  // background compiler threads get little CPU and the server reaches its
+  // steady rate late.  Back-to-back 1.5 s runs against one fresh server (3
+  // rounds, 100x1-work100): the actor climbs for about 7 s (median 11.3k,
+  // 14.4k, 14.6k, 15.4k, 16.0k, 15.8k, 16.3k/s in runs starting 0, 1.7, 3.4
+  // ... 10.2 s after start) where proto-cluster is flat after 2 s (13.8k,
+  // then 15.7k-16.3k); its V8 helper threads' CPU per request fell from about
+  // 30 us to under 2 us over the same time (one run).  0.5 s, then 3 s, measured it mid-climb.
+  // Every row of the family gets the same warm-up (bench/README.md).
+  protocolWarmup: 8,
   repeat: 3, // runs per (server, shape); the tables show medians
   loadgenThreads: 1, // the server needs the other core
   memConns: 10_000,
