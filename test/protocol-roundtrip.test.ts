@@ -15,6 +15,8 @@ import {
   readHeader,
   sliceFrame,
 } from '../src/protocol/index.js';
+import { packBody, unpackBody } from '../src/protocol/msgpack.js';
+import { Packr, Unpackr } from 'msgpackr';
 
 const encoder = new MessageEncoder();
 const decoder = new MessageDecoder();
@@ -110,6 +112,78 @@ describe('attachments and compression', () => {
     frame[frame.length - 1] = 0x7a; // 'c' -> 'z'
     expect(view.toString()).toBe('abz');
     expect(copy.toString()).toBe('abc');
+  });
+});
+
+describe('byte-array bodies (packed and unpacked without msgpackr)', () => {
+  // msgpackr with the codec's options, as the reference for the bytes.
+  const opts = { useRecords: false, mapsAsObjects: true, structuredClone: false, moreTypes: false, int64AsType: 'auto' } as never;
+  const refPack = new Packr({ useRecords: false, moreTypes: false, structuredClone: false, bundleStrings: false, encodeUndefinedAsNil: true, useFloat32: 0 });
+  const refCopy = new Unpackr({ ...(opts as object), copyBuffers: true });
+  const refView = new Unpackr({ ...(opts as object), copyBuffers: false });
+  const sizes = [0, 1, 255, 256, 65_535, 65_536, 70_000];
+
+  test('packBody writes bin 8/16/32 exactly as msgpackr does, for Buffers, Uint8Arrays and views at any offset', () => {
+    for (const n of sizes) {
+      const backing = bytes(n + 9);
+      for (const v of [backing.subarray(3, 3 + n), new Uint8Array(backing.buffer, backing.byteOffset + 5, n), Buffer.from(backing.subarray(0, n))]) {
+        const ours = Buffer.from(packBody(v));
+        expect(ours.equals(Buffer.from(refPack.pack(v))), `${n} bytes, ${v.constructor.name}`).toBe(true);
+        expect(ours[0]).toBe(n < 256 ? 0xc4 : n < 65_536 ? 0xc5 : 0xc6);
+      }
+    }
+    // An array-like object is not a byte array: msgpackr's map.
+    const like = { length: 2, 0: 1, 1: 2 };
+    expect(Buffer.from(packBody(like)).equals(Buffer.from(refPack.pack(like)))).toBe(true);
+    expect(packBody(like)[0]).toBe(0xde);
+  });
+
+  test('any other typed array or DataView as the body is a bin of its bytes, decoded back as those bytes', () => {
+    const backing = new ArrayBuffer(64);
+    new Uint8Array(backing).fill(0xee); // what msgpackr 2.1.3 would leak into the bin
+    const f32 = new Float32Array(backing, 8, 3);
+    f32.set([1.5, -2.25, 1e9]);
+    const u16 = new Uint16Array([1, 258, 65535]);
+    const dv = new DataView(backing, 8, 12);
+    for (const v of [f32, u16, dv]) {
+      const raw = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+      const packed = Buffer.from(packBody(v));
+      expect(packed[0]).toBe(0xc4);
+      expect(packed[1]).toBe(v.byteLength);
+      expect(packed.subarray(2).equals(raw)).toBe(true);
+      const m = decoder.decode(encoder.encode(Messages.reply(1, v)));
+      expect(Buffer.from(m.body as Uint8Array).equals(raw)).toBe(true);
+    }
+    const back = decoder.decode(encoder.encode(Messages.reply(1, f32))).body as Uint8Array;
+    expect(Array.from(new Float32Array(Uint8Array.from(back).buffer))).toEqual([1.5, -2.25, 1e9]);
+  });
+
+  test('unpackBody gives what msgpackr gives: same bytes and type, a view of the frame or a copy of its own', () => {
+    for (const n of sizes) {
+      const packed = Buffer.from(packBody(bytes(n)));
+      const frame = Buffer.concat([Buffer.from([9, 9, 9]), packed, Buffer.from([7])]);
+      for (const src of [frame, new Uint8Array(frame)]) {
+        for (const copy of [true, false]) {
+          const ours = unpackBody(src as Buffer, 3, 3 + packed.length, copy) as Uint8Array;
+          const ref = (copy ? refCopy : refView).unpack(src, { start: 3, end: 3 + packed.length }) as Uint8Array;
+          const what = `${n} bytes, ${src.constructor.name}, copy ${copy}`;
+          expect(Object.getPrototypeOf(ours), what).toBe(Object.getPrototypeOf(ref));
+          expect(Buffer.from(ours).equals(Buffer.from(ref)), what).toBe(true);
+          expect(ours.buffer === src.buffer, what).toBe(!copy);
+          expect(ref.buffer === src.buffer, what).toBe(!copy);
+        }
+      }
+    }
+  });
+
+  test('a bin body round-trips through the encoder and decoder, and the packer\'s buffer is not kept by the frame', () => {
+    const a = bytes(300);
+    const b = Buffer.alloc(300, 0x55);
+    const fa = encoder.encode(Messages.reply(1, a));
+    encoder.encode(Messages.reply(2, b)); // reuses the scratch buffer fa's body was packed in
+    const m = decoder.decode(fa);
+    expect(Buffer.isBuffer(m.body)).toBe(true);
+    expect((m.body as Buffer).equals(a)).toBe(true);
   });
 });
 
