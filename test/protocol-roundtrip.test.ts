@@ -176,6 +176,46 @@ describe('byte-array bodies (packed and unpacked without msgpackr)', () => {
     }
   });
 
+  test('typed arrays and DataViews nested in arrays, objects, Maps and Sets are bins of their bytes; the rest of the body is untouched', () => {
+    encoder.encode(Messages.reply(1, { fill: Buffer.alloc(512, 0xee) })); // stale bytes msgpackr 2.1.3 would reuse
+    const f32 = new Float32Array([1.5, -2.25]);
+    const u16 = new Uint16Array([1, 258]);
+    const dv = new DataView(new ArrayBuffer(4));
+    dv.setUint32(0, 0x01020304);
+    const proto = JSON.parse('{"__proto__": {"x": 1}}') as Record<string, unknown>;
+    const body = {
+      list: [1, f32, 'a', [u16]],
+      deep: { dv, n: null, when: new Date(0), bytes: Buffer.from('hi') },
+      map: new Map<unknown, unknown>([['k', u16]]),
+      set: new Set([f32]),
+      proto,
+    };
+    const m = decoder.decode(encoder.encode(Messages.reply(1, body))).body as Record<string, any>;
+    const raw = (v: ArrayBufferView) => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    expect(Buffer.from(m.list[1]).equals(raw(f32))).toBe(true);
+    expect(Buffer.from(m.list[3][0]).equals(raw(u16))).toBe(true);
+    expect(Buffer.from(m.deep.dv).equals(raw(dv))).toBe(true);
+    expect(Buffer.from(m.map.k).equals(raw(u16))).toBe(true);
+    expect(Buffer.from(m.set[0]).equals(raw(f32))).toBe(true);
+    expect([m.list[0], m.list[2], m.deep.n, m.deep.when.getTime(), m.deep.bytes.toString()]).toEqual([1, 'a', null, 0, 'hi']);
+    // A key named __proto__ stays a key in the copy that is packed.
+    const f32bytes = new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
+    expect(Buffer.from(packBody({ proto, v: f32 })).equals(Buffer.from(refPack.pack({ proto, v: f32bytes })))).toBe(true);
+    // The caller's body is not changed.
+    expect(body.list[1]).toBe(f32);
+    expect(body.map.get('k')).toBe(u16);
+    // A body without such views packs exactly as msgpackr packs it.
+    const plain = { a: [1, 2, { b: Buffer.from('x') }], c: new Map([['d', 1]]) };
+    expect(Buffer.from(packBody(plain)).equals(Buffer.from(refPack.pack(plain)))).toBe(true);
+  });
+
+  test('a body that refers to itself at several places is refused as msgpackr refuses it, after a bounded look', () => {
+    const a: Record<string, unknown> = { n: 1 };
+    a.x = a;
+    a.y = a; // a walk of 64 levels would visit 2^64 values without the budget
+    expect(() => packBody(a)).toThrow(RangeError);
+  });
+
   test('a bin body round-trips through the encoder and decoder, and the packer\'s buffer is not kept by the frame', () => {
     const a = bytes(300);
     const b = Buffer.alloc(300, 0x55);

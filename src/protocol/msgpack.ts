@@ -55,14 +55,81 @@ export function packBody(value: unknown): Buffer {
   // DataView, ...) is a bin of its bytes too: msgpackr 2.1.3 writes such a
   // typed array's elements truncated to bytes after a header that counts its
   // bytes, so the rest of the bin is whatever its buffer last held, and a
-  // DataView as an empty bin.  (Nested inside an object or array, a view is
-  // still packed by msgpackr: see docs/protocol.md, "Body".)
-  if (ArrayBuffer.isView(value)) {
-    const proto = Object.getPrototypeOf(value);
-    if (proto === Buffer.prototype || proto === Uint8Array.prototype) return packBin(value as Uint8Array);
-    return packBin(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
+  // DataView as an empty bin.  Nested in arrays, plain objects, Maps and
+  // Sets such views are found first and packed as Uint8Array views of the
+  // same bytes (holdsWideView; docs/protocol.md, "Body"); inside instances
+  // of other classes they are not looked for.
+  if (ArrayBuffer.isView(value)) return packBin(byteView(value));
+  if (typeof value === 'object' && value !== null) {
+    walkBudget = WALK_BUDGET;
+    if (holdsWideView(value, WALK_DEPTH)) return packr.pack(withByteViews(value, WALK_DEPTH));
   }
   return packr.pack(value);
+}
+
+/** How deep packBody looks for nested views: the decoder's default maxDepth (deeper bodies are refused by receivers anyway). */
+const WALK_DEPTH = 64;
+/**
+ * How many values one look may visit.  A body that references itself (which
+ * msgpackr refuses by overflowing its stack) or shares one object at many
+ * places could otherwise take a walk exponential in WALK_DEPTH; past the
+ * budget the look gives up and the body goes to msgpackr as it is.
+ */
+const WALK_BUDGET = 1_000_000;
+let walkBudget = 0;
+
+/** The bytes of a view: itself for a Buffer or Uint8Array, else a Uint8Array over the same memory. */
+function byteView(v: ArrayBufferView): Uint8Array {
+  const proto = Object.getPrototypeOf(v);
+  return proto === Buffer.prototype || proto === Uint8Array.prototype ? (v as Uint8Array) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** A container packBody looks into: an array, a plain (or null-prototype) object, a Map or a Set. */
+function isWalked(v: object): boolean {
+  const c = (v as { constructor?: unknown }).constructor;
+  return Array.isArray(v) || c === Object || c === Map || c === Set || Object.getPrototypeOf(v) === null;
+}
+
+/**
+ * Whether v is, or holds within `depth` levels of arrays, plain objects,
+ * Maps and Sets, a view msgpackr would mispack (any but Buffer/Uint8Array).
+ * One pass with no allocation for bodies that hold none, which is nearly all.
+ */
+function holdsWideView(v: unknown, depth: number): boolean {
+  if (typeof v !== 'object' || v === null || --walkBudget < 0) return false;
+  if (ArrayBuffer.isView(v)) {
+    const proto = Object.getPrototypeOf(v);
+    return proto !== Buffer.prototype && proto !== Uint8Array.prototype;
+  }
+  if (depth === 0 || !isWalked(v)) return false;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (holdsWideView(v[i], depth - 1)) return true;
+  } else if (v instanceof Map) {
+    for (const [k, x] of v) if (holdsWideView(k, depth - 1) || holdsWideView(x, depth - 1)) return true;
+  } else if (v instanceof Set) {
+    for (const x of v) if (holdsWideView(x, depth - 1)) return true;
+  } else {
+    for (const k in v) if (holdsWideView((v as Record<string, unknown>)[k], depth - 1)) return true;
+  }
+  return false;
+}
+
+/** A copy of v's walked containers with every view replaced by byteView(view); everything else shared. */
+function withByteViews(v: unknown, depth: number): unknown {
+  if (typeof v !== 'object' || v === null) return v;
+  if (ArrayBuffer.isView(v)) return byteView(v);
+  if (depth === 0 || !isWalked(v)) return v;
+  if (Array.isArray(v)) return v.map((x) => withByteViews(x, depth - 1));
+  if (v instanceof Map) return new Map([...v].map(([k, x]) => [withByteViews(k, depth - 1), withByteViews(x, depth - 1)]));
+  if (v instanceof Set) return new Set([...v].map((x) => withByteViews(x, depth - 1)));
+  // Own keys as msgpackr takes them; defineProperty, so that a key named
+  // "__proto__" stays a key.
+  const out: Record<string, unknown> = {};
+  for (const k in v) {
+    if (!Object.hasOwn(v, k)) continue;
+    Object.defineProperty(out, k, { value: withByteViews((v as Record<string, unknown>)[k], depth - 1), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
 }
 
 /** Bodies up to this size are packed into one reused buffer; larger ones get their own. */
