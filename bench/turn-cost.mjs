@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { Piscina } from 'piscina';
 import { ACTOR_DEFAULTS } from '../dist/src/actor/options.js';
-import { TASK_REQUEST_HEADER, TASK_TURN_HEADER } from '../dist/src/actor/wire.js';
+import { TASK_REQUEST_HEADER, TASK_TURN_HEADER, workerInit } from '../dist/src/actor/wire.js';
 import { makeCodec } from './servers/proto-echo.mjs';
 
 const { values } = parseArgs({
@@ -69,24 +69,13 @@ function task() {
   return { count: turns, buf: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), infos: null };
 }
 
-const d = ACTOR_DEFAULTS;
 const pool = new Piscina({
   filename: fileURLToPath(new URL('../dist/workers/actor-worker.js', import.meta.url)),
   minThreads: 1,
   maxThreads: 1,
   idleTimeout: 60_000,
   atomics: 'async',
-  workerData: {
-    actor: new URL('../examples/echo-actor.mjs?workUs=0', import.meta.url).href,
-    handlerTimeoutMs: d.handlerTimeoutMs,
-    codec: {
-      maxBodyBytes: d.maxBodyBytes,
-      maxAttachmentBytes: d.maxAttachmentBytes,
-      maxDecompressedBytes: d.maxDecompressedBytes,
-      maxDepth: d.maxDepth,
-      requireChecksum: d.requireChecksum,
-    },
-  },
+  workerData: workerInit(new URL('../examples/echo-actor.mjs?workUs=0', import.meta.url).href, ACTOR_DEFAULTS),
 });
 
 // The rival: the twin's per-chunk handler over the same requests, prefixed as on the wire.

@@ -33,7 +33,7 @@ import { ServerCodec } from '../protocol/server.js';
 import { type ActorShape, type ClosedInfo, type MainThreadApi, PUSH_POLICIES, type PushOptions, type TurnFailure, actorClassOf, shapeOf } from './actor.js';
 import { type ActorServerOptions, type ResolvedActorOptions, resolveActorOptions } from './options.js';
 import { TURN_TIME_BUCKETS, TURN_TIME_BUCKETS_MS, type TimeHistogram, sharedClockMs } from './timing.js';
-import { ActionTiming, type Cmd, CmdOp, MAIN_PORT_KEY, POLICY_CODES, RESULT_TURN_HEADER, TASK_REQUEST_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, TurnKind, type WorkerInit } from './wire.js';
+import { ActionTiming, type Cmd, CmdOp, MAIN_PORT_KEY, POLICY_CODES, RESULT_TURN_HEADER, TASK_REQUEST_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, TurnKind, workerInit } from './wire.js';
 
 const REQ = 0;
 const OUT = 1;
@@ -282,17 +282,7 @@ export class ActorServer extends EventEmitter {
     const mod = (await import(this.actorModule.href)) as Record<string, unknown>;
     this.#shape = shapeOf(actorClassOf(mod, this.actorModule.href));
     const o = this.options;
-    const init: WorkerInit = {
-      actor: this.actorModule.href,
-      handlerTimeoutMs: o.handlerTimeoutMs,
-      codec: {
-        maxBodyBytes: o.maxBodyBytes,
-        maxAttachmentBytes: o.maxAttachmentBytes,
-        maxDecompressedBytes: o.maxDecompressedBytes,
-        maxDepth: o.maxDepth,
-        requireChecksum: o.requireChecksum,
-      },
-    };
+    const init = workerInit(this.actorModule.href, o);
     const pool = new Piscina({
       filename: workerPath(),
       minThreads: o.minWorkers,

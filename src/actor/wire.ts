@@ -113,5 +113,20 @@ export interface WorkerInit {
   };
 }
 
+/** The WorkerInit of a server whose actor module is at `actor`, with options `o`. */
+export function workerInit(actor: string, o: Pick<WorkerInit, 'handlerTimeoutMs'> & WorkerInit['codec']): WorkerInit {
+  return {
+    actor,
+    handlerTimeoutMs: o.handlerTimeoutMs,
+    codec: {
+      maxBodyBytes: o.maxBodyBytes,
+      maxAttachmentBytes: o.maxAttachmentBytes,
+      maxDecompressedBytes: o.maxDecompressedBytes,
+      maxDepth: o.maxDepth,
+      requireChecksum: o.requireChecksum,
+    },
+  };
+}
+
 /** The message a worker posts once, at start, to hand the main thread its end of the comlink channel. */
 export const MAIN_PORT_KEY = 'whirlwind:mainPort';
