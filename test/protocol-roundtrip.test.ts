@@ -201,6 +201,9 @@ describe('byte-array bodies (packed and unpacked without msgpackr)', () => {
     // A key named __proto__ stays a key in the copy that is packed.
     const f32bytes = new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
     expect(Buffer.from(packBody({ proto, v: f32 })).equals(Buffer.from(refPack.pack({ proto, v: f32bytes })))).toBe(true);
+    // An object with a key named "constructor" is still a plain object.
+    const ctorKey = decoder.decode(encoder.encode(Messages.reply(1, { constructor: 'x', v: f32 }))).body as Record<string, any>;
+    expect(Buffer.from(ctorKey.v).equals(raw(f32))).toBe(true);
     // The caller's body is not changed.
     expect(body.list[1]).toBe(f32);
     expect(body.map.get('k')).toBe(u16);

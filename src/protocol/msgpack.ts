@@ -78,16 +78,26 @@ const WALK_DEPTH = 64;
 const WALK_BUDGET = 1_000_000;
 let walkBudget = 0;
 
-/** The bytes of a view: itself for a Buffer or Uint8Array, else a Uint8Array over the same memory. */
-function byteView(v: ArrayBufferView): Uint8Array {
+/** Whether msgpackr packs this view right: a Buffer or a plain Uint8Array. */
+function isByteArray(v: ArrayBufferView): boolean {
   const proto = Object.getPrototypeOf(v);
-  return proto === Buffer.prototype || proto === Uint8Array.prototype ? (v as Uint8Array) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  return proto === Buffer.prototype || proto === Uint8Array.prototype;
 }
 
-/** A container packBody looks into: an array, a plain (or null-prototype) object, a Map or a Set. */
-function isWalked(v: object): boolean {
-  const c = (v as { constructor?: unknown }).constructor;
-  return Array.isArray(v) || c === Object || c === Map || c === Set || Object.getPrototypeOf(v) === null;
+/** The bytes of a view: itself for a Buffer or Uint8Array, else a Uint8Array over the same memory. */
+function byteView(v: ArrayBufferView): Uint8Array {
+  return isByteArray(v) ? (v as Uint8Array) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** The containers packBody looks into, told apart by prototype (a key named "constructor" does not fool it). */
+const enum Walk { NO, ARRAY, MAP, SET, OBJECT }
+function walkKind(v: object): Walk {
+  if (Array.isArray(v)) return Walk.ARRAY;
+  const proto = Object.getPrototypeOf(v);
+  if (proto === Object.prototype || proto === null) return Walk.OBJECT;
+  if (proto === Map.prototype) return Walk.MAP;
+  if (proto === Set.prototype) return Walk.SET;
+  return Walk.NO;
 }
 
 /**
@@ -97,39 +107,51 @@ function isWalked(v: object): boolean {
  */
 function holdsWideView(v: unknown, depth: number): boolean {
   if (typeof v !== 'object' || v === null || --walkBudget < 0) return false;
-  if (ArrayBuffer.isView(v)) {
-    const proto = Object.getPrototypeOf(v);
-    return proto !== Buffer.prototype && proto !== Uint8Array.prototype;
+  if (ArrayBuffer.isView(v)) return !isByteArray(v);
+  if (depth === 0) return false;
+  switch (walkKind(v)) {
+    case Walk.ARRAY:
+      for (const x of v as unknown[]) if (holdsWideView(x, depth - 1)) return true;
+      return false;
+    case Walk.MAP:
+      for (const [k, x] of v as Map<unknown, unknown>) if (holdsWideView(k, depth - 1) || holdsWideView(x, depth - 1)) return true;
+      return false;
+    case Walk.SET:
+      for (const x of v as Set<unknown>) if (holdsWideView(x, depth - 1)) return true;
+      return false;
+    case Walk.OBJECT:
+      for (const k in v) if (holdsWideView((v as Record<string, unknown>)[k], depth - 1)) return true;
+      return false;
+    default:
+      return false;
   }
-  if (depth === 0 || !isWalked(v)) return false;
-  if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) if (holdsWideView(v[i], depth - 1)) return true;
-  } else if (v instanceof Map) {
-    for (const [k, x] of v) if (holdsWideView(k, depth - 1) || holdsWideView(x, depth - 1)) return true;
-  } else if (v instanceof Set) {
-    for (const x of v) if (holdsWideView(x, depth - 1)) return true;
-  } else {
-    for (const k in v) if (holdsWideView((v as Record<string, unknown>)[k], depth - 1)) return true;
-  }
-  return false;
 }
 
 /** A copy of v's walked containers with every view replaced by byteView(view); everything else shared. */
 function withByteViews(v: unknown, depth: number): unknown {
   if (typeof v !== 'object' || v === null) return v;
   if (ArrayBuffer.isView(v)) return byteView(v);
-  if (depth === 0 || !isWalked(v)) return v;
-  if (Array.isArray(v)) return v.map((x) => withByteViews(x, depth - 1));
-  if (v instanceof Map) return new Map([...v].map(([k, x]) => [withByteViews(k, depth - 1), withByteViews(x, depth - 1)]));
-  if (v instanceof Set) return new Set([...v].map((x) => withByteViews(x, depth - 1)));
-  // Own keys as msgpackr takes them; defineProperty, so that a key named
-  // "__proto__" stays a key.
-  const out: Record<string, unknown> = {};
-  for (const k in v) {
-    if (!Object.hasOwn(v, k)) continue;
-    Object.defineProperty(out, k, { value: withByteViews((v as Record<string, unknown>)[k], depth - 1), enumerable: true, writable: true, configurable: true });
+  if (depth === 0) return v;
+  switch (walkKind(v)) {
+    case Walk.ARRAY:
+      return (v as unknown[]).map((x) => withByteViews(x, depth - 1));
+    case Walk.MAP:
+      return new Map([...(v as Map<unknown, unknown>)].map(([k, x]) => [withByteViews(k, depth - 1), withByteViews(x, depth - 1)]));
+    case Walk.SET:
+      return new Set([...(v as Set<unknown>)].map((x) => withByteViews(x, depth - 1)));
+    case Walk.OBJECT: {
+      // Own keys as msgpackr takes them; defineProperty, so that a key named
+      // "__proto__" stays a key.
+      const out: Record<string, unknown> = {};
+      for (const k in v) {
+        if (!Object.hasOwn(v, k)) continue;
+        Object.defineProperty(out, k, { value: withByteViews((v as Record<string, unknown>)[k], depth - 1), enumerable: true, writable: true, configurable: true });
+      }
+      return out;
+    }
+    default:
+      return v;
   }
-  return out;
 }
 
 /** Bodies up to this size are packed into one reused buffer; larger ones get their own. */
