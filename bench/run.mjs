@@ -261,6 +261,32 @@ function treeCpuTicks(pid) {
 }
 const TICKS_PER_S = 100; // USER_HZ on Linux
 
+/**
+ * Nanoseconds the threads of a process and its descendants spent runnable
+ * but waiting for a core: schedstat's second field (run_delay), summed over
+ * every thread.  A thread that ends between two readings takes its share
+ * with it.  NaN where the kernel keeps no schedstats.
+ */
+const HAVE_SCHEDSTAT = fs.existsSync('/proc/self/schedstat');
+function treeRunDelayNs(pid) {
+  if (!HAVE_SCHEDSTAT) return NaN;
+  let ns = 0;
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+        const kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+        for (const kid of kids ? kids.split(' ') : []) ns += treeRunDelayNs(Number(kid));
+      } catch {
+        // the thread ended
+      }
+    }
+  } catch {
+    // the process is gone
+  }
+  return ns;
+}
+
 /** Busy and total clock ticks of the whole machine (all CPUs), from /proc/stat. */
 function machineTicks() {
   const text = fs.readFileSync('/proc/stat', 'utf8');
@@ -523,11 +549,13 @@ async function measureThroughput(server, shape) {
     const p0 = processSnapshot();
     const th0 = threadTicks(pid);
     const cpu0 = treeCpuTicks(pid);
+    const wait0 = treeRunDelayNs(pid);
     const m0 = machineTicks();
     const t0 = performance.now();
     const lg = await runLoadgen(argv);
     const wall = (performance.now() - t0) / 1000;
     const cpu1 = treeCpuTicks(pid);
+    const wait1 = treeRunDelayNs(pid);
     const m1 = machineTicks();
     const th1 = threadTicks(pid);
     const p1 = processSnapshot();
@@ -548,6 +576,11 @@ async function measureThroughput(server, shape) {
       otherCpu: Math.max(0, (100 * (m1.busy - m0.busy)) / TICKS_PER_S / wall -
         (100 * (cpu1 - cpu0)) / TICKS_PER_S / wall - lg.result.cpu_pct),
       stealCpu: (100 * (m1.steal - m0.steal)) / TICKS_PER_S / wall,
+      // Server threads runnable but not running (waiting for a core), and
+      // cores idle, both in % of one core over the run: much of both at
+      // once is time lost to hand-offs between threads, not to work.
+      waitCpu: (wait1 - wait0) / 1e7 / wall,
+      idleCpu: (100 * ((m1.total - m1.busy) - (m0.total - m0.busy))) / TICKS_PER_S / wall,
       topOthers: topOthers(p0, p1, ours, wall),
       forks: m1.forks - m0.forks - 1, // minus the load generator
       // The server's own split: its main (JS) thread and the rest.  Not for
@@ -792,6 +825,7 @@ function summary(serverName, shapeId) {
     disturbed: ok.filter((r) => r.disturbed).length,
     kbPerConn: m((r) => r.kbPerConn), rssBeforeKb: m((r) => r.rssBeforeKb), rssAfterKb: m((r) => r.rssAfterKb),
     stealCpu: m((r) => r.stealCpu),
+    waitCpu: m((r) => r.waitCpu), idleCpu: m((r) => r.idleCpu),
     mainCpu: m((r) => r.mainCpu), threadsCpu: m((r) => r.threadsCpu), busiestThreadCpu: m((r) => r.busiestThreadCpu),
     framesPerBatch: m((r) => r.framesIn / r.jsBatches),
     framesPerIoWakeup: m((r) => r.framesIn / r.ioWakeups),
@@ -936,7 +970,7 @@ for (const shape of throughputShapes) {
 // and each whirlwind backend (c-echo as the floor).
 const timeRows = {};
 for (const shape of throughputShapes) {
-  for (const server of activeServers.filter((x) => x.backend || x.name === REFERENCE || x.name === 'c-echo')) {
+  for (const server of activeServers.filter((x) => x.backend || x.name === REFERENCE || x.name === 'c-echo' || x.name === 'actor' || x.name === 'proto-net' || x.name === 'proto-cluster')) {
     const s = summary(server.name, shape.id);
     if (s.reason) continue;
     timeRows[`${shape.id} ${server.name}`] = {
@@ -945,6 +979,8 @@ for (const shape of throughputShapes) {
       'server main thread': pct0(s.mainCpu),
       'server other threads': pct0(s.threadsCpu),
       loadgen: pct0(s.loadgenCpu),
+      'server waiting for a core': pct0(s.waitCpu),
+      'machine idle': pct0(s.idleCpu),
       'frames per JS batch': fmtN(s.framesPerBatch),
       'frames per I/O wake-up': fmtN(s.framesPerIoWakeup),
       'ring stalls': Number.isFinite(s.ringStalls) ? String(s.ringStalls) : '-',
@@ -1015,7 +1051,7 @@ CPU columns are in percent of one core (the machine has ${os.cpus().length}). Se
 
 ${Object.keys(timeRows).length ? mdTable(timeRows, 'shape / server') : '(no node:net or whirlwind runs)'}
 
-Server main thread: CPU of the thread whose id is the server's pid (Node's JS thread; for c-echo its only loop). Server other threads: every other thread of the server process; for whirlwind that is the I/O thread(s), for node:net V8 and libuv helpers. Replies per server CPU-second: throughput divided by the server's CPU, i.e. how much work one core of server buys. Frames per JS batch: frames the engine delivered divided by the batches the JS thread drained (raw-echo's batchEnd count); frames per I/O wake-up: frames divided by the I/O threads' loop turns (server.stats().ioWakeups); ring stalls: times an I/O thread found its ring full. The counters are cumulative over warm-up and measured window.
+Server main thread: CPU of the thread whose id is the server's pid (Node's JS thread; for c-echo its only loop). Server other threads: every other thread of the server process; for whirlwind that is the I/O thread(s), for node:net V8 and libuv helpers. Replies per server CPU-second: throughput divided by the server's CPU, i.e. how much work one core of server buys. Server waiting for a core: the time the server's threads were runnable but not running (schedstat run_delay, summed over its threads); machine idle: the cores' idle time; both over the whole load run, in percent of one core. Much of both in the same run means threads handed work to each other and waited to be scheduled while a core sat idle (bench/README.md, "Reading the time split"). Frames per JS batch: frames the engine delivered divided by the batches the JS thread drained (raw-echo's batchEnd count); frames per I/O wake-up: frames divided by the I/O threads' loop turns (server.stats().ioWakeups); ring stalls: times an I/O thread found its ring full. The counters are cumulative over warm-up and measured window.
 
 ## Backends (the addon's probe)
 
