@@ -287,6 +287,9 @@ function treeRunDelayNs(pid) {
   return ns;
 }
 
+/** The server does its work in child processes (node cluster): no thread split. */
+const inChildren = (server) => server.name === 'cluster' || server.name === 'proto-cluster';
+
 /** Busy and total clock ticks of the whole machine (all CPUs), from /proc/stat. */
 function machineTicks() {
   const text = fs.readFileSync('/proc/stat', 'utf8');
@@ -584,10 +587,10 @@ async function measureThroughput(server, shape) {
       topOthers: topOthers(p0, p1, ours, wall),
       forks: m1.forks - m0.forks - 1, // minus the load generator
       // The server's own split: its main (JS) thread and the rest.  Not for
-      // cluster (its work is in child processes).
-      mainCpu: server.name === 'cluster' ? NaN : threads.main,
-      threadsCpu: server.name === 'cluster' ? NaN : threads.others,
-      busiestThreadCpu: server.name === 'cluster' ? NaN : threads.busiest,
+      // the clusters (their work is in child processes).
+      mainCpu: inChildren(server) ? NaN : threads.main,
+      threadsCpu: inChildren(server) ? NaN : threads.others,
+      busiestThreadCpu: inChildren(server) ? NaN : threads.busiest,
     };
   } finally {
     await stopServer(s.proc);
@@ -967,7 +970,8 @@ for (const shape of throughputShapes) {
 }
 
 // Where the time goes: CPU per thread and the engine's counters, for node:net
-// and each whirlwind backend (c-echo as the floor).
+// and each whirlwind backend (c-echo as the floor), and the full-protocol
+// actor against its node:net and cluster twins.
 const timeRows = {};
 for (const shape of throughputShapes) {
   for (const server of activeServers.filter((x) => x.backend || x.name === REFERENCE || x.name === 'c-echo' || x.name === 'actor' || x.name === 'proto-net' || x.name === 'proto-cluster')) {
@@ -1051,7 +1055,7 @@ CPU columns are in percent of one core (the machine has ${os.cpus().length}). Se
 
 ${Object.keys(timeRows).length ? mdTable(timeRows, 'shape / server') : '(no node:net or whirlwind runs)'}
 
-Server main thread: CPU of the thread whose id is the server's pid (Node's JS thread; for c-echo its only loop). Server other threads: every other thread of the server process; for whirlwind that is the I/O thread(s), for node:net V8 and libuv helpers. Replies per server CPU-second: throughput divided by the server's CPU, i.e. how much work one core of server buys. Server waiting for a core: the time the server's threads were runnable but not running (schedstat run_delay, summed over its threads); machine idle: the cores' idle time; both over the whole load run, in percent of one core. Much of both in the same run means threads handed work to each other and waited to be scheduled while a core sat idle (bench/README.md, "Reading the time split"). Frames per JS batch: frames the engine delivered divided by the batches the JS thread drained (raw-echo's batchEnd count); frames per I/O wake-up: frames divided by the I/O threads' loop turns (server.stats().ioWakeups); ring stalls: times an I/O thread found its ring full. The counters are cumulative over warm-up and measured window.
+Server main thread: CPU of the thread whose id is the server's pid (Node's JS thread; for c-echo its only loop). Server other threads: every other thread of the server process; for raw whirlwind that is the I/O thread(s), for the actor the I/O thread(s) and the worker pool, for node:net V8 and libuv helpers; for proto-cluster (its work is in child processes) neither is shown. Replies per server CPU-second: throughput divided by the server's CPU, i.e. how much work one core of server buys. Server waiting for a core: the time the server's threads were runnable but not running (schedstat run_delay, summed over its threads); machine idle: the cores' idle time; both over the whole load run, in percent of one core. Much of both in the same run means threads handed work to each other and waited to be scheduled while a core sat idle (bench/README.md, "Reading the time split"). Frames per JS batch: frames the engine delivered divided by the batches the JS thread drained (raw-echo's batchEnd count); frames per I/O wake-up: frames divided by the I/O threads' loop turns (server.stats().ioWakeups); ring stalls: times an I/O thread found its ring full. The counters are cumulative over warm-up and measured window.
 
 ## Backends (the addon's probe)
 
