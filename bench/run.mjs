@@ -165,7 +165,8 @@ const servers = [
   { name: 'c-echo-2t', label: 'C epoll, 2 SO_REUSEPORT threads', cmd: [path.join(BIN, 'ww_c_echo'), '--threads', '2'] },
   { name: 'net', label: 'node:net, one write per chunk', cmd: [node, 'bench/servers/net-echo.mjs'], memory: true },
   { name: 'net-piscina', label: 'node:net + piscina.run() per message', cmd: [node, 'bench/servers/net-piscina.mjs'] },
-  { name: 'cluster', label: 'node cluster, 2 processes', cmd: [node, 'bench/servers/cluster-echo.mjs', '--workers', '2'] },
+  // children: the work runs in child processes (no main/other thread split).
+  { name: 'cluster', label: 'node cluster, 2 processes', cmd: [node, 'bench/servers/cluster-echo.mjs', '--workers', '2'], children: true },
   // whirlwind's raw echo, once per backend; a backend the machine lacks is
   // reported as skipped.
   // The backend is named twice on purpose: --backend for raw-echo's
@@ -192,7 +193,7 @@ const servers = [
     { name: 'actor', label: 'whirlwind actor echo (full protocol, worker pool)', cmd: [node, 'examples/echo.mjs'] },
     { name: 'proto-net', label: 'same protocol on node:net, one thread', cmd: [node, 'bench/servers/proto-net-echo.mjs'] },
     { name: 'proto-net-piscina', label: 'same protocol, node:net + piscina.run() per message', cmd: [node, 'bench/servers/proto-net-piscina.mjs'] },
-    { name: 'proto-cluster', label: 'same protocol, node cluster, 2 processes', cmd: [node, 'bench/servers/proto-cluster-echo.mjs', '--workers', '2'] },
+    { name: 'proto-cluster', label: 'same protocol, node cluster, 2 processes', cmd: [node, 'bench/servers/proto-cluster-echo.mjs', '--workers', '2'], children: true },
   ].map((x) => ({ ...x, frameFile: 'bench/frames/echo-64.bin', ref: 'proto-net', shapes: ['100x1', '100x1-work100'], warmup: opts.protocolWarmup })),
 ];
 
@@ -286,9 +287,6 @@ function treeRunDelayNs(pid) {
   }
   return ns;
 }
-
-/** The server does its work in child processes (node cluster): no thread split. */
-const inChildren = (server) => server.name === 'cluster' || server.name === 'proto-cluster';
 
 /** Busy and total clock ticks of the whole machine (all CPUs), from /proc/stat. */
 function machineTicks() {
@@ -588,9 +586,9 @@ async function measureThroughput(server, shape) {
       forks: m1.forks - m0.forks - 1, // minus the load generator
       // The server's own split: its main (JS) thread and the rest.  Not for
       // the clusters (their work is in child processes).
-      mainCpu: inChildren(server) ? NaN : threads.main,
-      threadsCpu: inChildren(server) ? NaN : threads.others,
-      busiestThreadCpu: inChildren(server) ? NaN : threads.busiest,
+      mainCpu: server.children ? NaN : threads.main,
+      threadsCpu: server.children ? NaN : threads.others,
+      busiestThreadCpu: server.children ? NaN : threads.busiest,
     };
   } finally {
     await stopServer(s.proc);
@@ -972,9 +970,10 @@ for (const shape of throughputShapes) {
 // Where the time goes: CPU per thread and the engine's counters, for node:net
 // and each whirlwind backend (c-echo as the floor), and the full-protocol
 // actor against its node:net and cluster twins.
+const TIME_SPLIT_ROWS = new Set([REFERENCE, 'c-echo', 'actor', 'proto-net', 'proto-cluster']);
 const timeRows = {};
 for (const shape of throughputShapes) {
-  for (const server of activeServers.filter((x) => x.backend || x.name === REFERENCE || x.name === 'c-echo' || x.name === 'actor' || x.name === 'proto-net' || x.name === 'proto-cluster')) {
+  for (const server of activeServers.filter((x) => x.backend || TIME_SPLIT_ROWS.has(x.name))) {
     const s = summary(server.name, shape.id);
     if (s.reason) continue;
     timeRows[`${shape.id} ${server.name}`] = {
