@@ -55,10 +55,17 @@ describe.skipIf(skip !== '')(skip ? `never-reading clients (${skip})` : 'never-r
       const body = Buffer.alloc(PUSH, 0x61);
       // A steady stream: 1000 rounds of one push to everyone, yielding between rounds.
       let rounds = 0;
+      // Slow consumers, at their most during the stream (sampled every 10
+      // rounds).  Not at the end: by then the kernel may have grown the
+      // server sockets' send buffers (autotuning) far enough to take what
+      // was queued; on one machine, over 18 runs, the count at the end was
+      // anywhere from 0 to 1000 while the peak was 1000 every time.
+      let peakSlow = 0;
       // (The kernel keeps absorbing some: a server socket's send buffer grows
       // by itself, so a connection can stop and start being a slow consumer.)
       for (; rounds < 400; rounds++) {
         s.broadcast('tick', body);
+        if (rounds % 10 === 9) peakSlow = Math.max(peakSlow, s.stats().slowConsumers);
         await new Promise((r) => setImmediate(r));
       }
       // Keep pushing, in phases, reading RSS after each:
@@ -68,13 +75,14 @@ describe.skipIf(skip !== '')(skip ? `never-reading clients (${skip})` : 'never-r
       for (let phase = 0; phase < 4; phase++) {
         for (let i = 0; i < 150; i++, rounds++) {
           s.broadcast('tick', body);
+          if (i % 10 === 9) peakSlow = Math.max(peakSlow, s.stats().slowConsumers);
           await new Promise((r) => setImmediate(r));
         }
         gc();
         rss.push(process.memoryUsage().rss);
       }
       const st = s.stats();
-      expect(st.slowConsumers).toBeGreaterThan(N / 4);
+      expect(peakSlow).toBeGreaterThan(N / 4);
       expect(st.pushDrops.dropOldest).toBeGreaterThan(0);
       expect(st.heldPushBytes).toBeLessThanOrEqual(N * BUDGET);
       // Engine send queues: each at most the high-water mark, one check interval (4 KiB here) and one push.
@@ -85,7 +93,7 @@ describe.skipIf(skip !== '')(skip ? `never-reading clients (${skip})` : 'never-r
       const bound = N * (HIGH + 4096 + frame + BUDGET);
       const rssEnd = rss.at(-1)!;
       const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
-      if (process.env.WW_DEBUG) console.log({ rounds, before: mib(rssBefore), phases: rss.map(mib), bound: mib(bound), queued, held: st.heldPushBytes });
+      if (process.env.WW_DEBUG) console.log({ peakSlow, slowAtEnd: st.slowConsumers, rounds, before: mib(rssBefore), phases: rss.map(mib), bound: mib(bound), queued, held: st.heldPushBytes });
       // The last 300 rounds (over 300 MB offered): no growth beyond noise.
       expect(rss[3]! - rss[1]!, `RSS grew ${mib(rss[3]! - rss[1]!)} in the last two phases of the stream`).toBeLessThanOrEqual(32 * 2 ** 20);
       // Overall: the bound, twice over (a native send queue may hold capacity up to twice its
