@@ -24,7 +24,10 @@ export function probeBackends(): BackendInfo[] {
  * BackendUnavailableError says why); `auto` honours WHIRLWIND_BACKEND, then
  * takes the first available of io_uring, epoll, iocp.
  */
-export function chooseBackend(requested: 'auto' | BackendName): BackendName {
+export function chooseBackend(requested: 'auto' | BackendName = 'auto'): BackendName {
+  if (requested !== 'auto' && !BACKENDS.includes(requested)) {
+    throw new OptionError('backend', `must be one of auto, ${BACKENDS.join(', ')} (got ${String(requested)})`);
+  }
   let name = requested;
   if (name === 'auto') {
     const env = process.env.WHIRLWIND_BACKEND;

@@ -101,6 +101,36 @@ export interface RawHandlers {
   drain?(conn: number): void;
   /** After each batch of records (sends made so far are flushed right after). */
   batchEnd?(): void;
+  /**
+   * Another handler threw: `conn` is the connection whose event it was
+   * handling (`null` for batchEnd).  The engine goes on with the next event
+   * either way.  Without this handler the error is rethrown on the next tick,
+   * as an uncaught exception (what a throwing 'data' listener of a node:net
+   * socket does); an error thrown by this handler is rethrown the same way.
+   */
+  error?(error: unknown, conn: number | null): void;
+}
+
+/** send()/write() take bytes: a Buffer or Uint8Array (anything else would be coerced into garbage on the wire). */
+function notBytes(method: string, arg: string, v: unknown): TypeError {
+  const what = v === null ? 'null' : ArrayBuffer.isView(v) ? v.constructor.name : Array.isArray(v) ? 'an array' : typeof v;
+  return new TypeError(`whirlwind: ${method}(conn, ${arg}): ${arg} must be a Buffer or Uint8Array, got ${what}`);
+}
+
+const HANDLER_NAMES: ReadonlySet<string> = new Set(['open', 'frame', 'close', 'drain', 'batchEnd', 'error']);
+
+/** Every handler given must be a function and have a known name (a misspelt one would never be called). */
+function checkHandlers(handlers: RawHandlers): RawHandlers {
+  if (handlers === null || typeof handlers !== 'object') {
+    throw new TypeError(`whirlwind: the handlers must be an object of functions (${[...HANDLER_NAMES].join(', ')}), got ${handlers === null ? 'null' : typeof handlers}`);
+  }
+  for (const [name, fn] of Object.entries(handlers)) {
+    if (!HANDLER_NAMES.has(name)) {
+      throw new TypeError(`whirlwind: "${name}" is not a handler (the handlers are ${[...HANDLER_NAMES].join(', ')})`);
+    }
+    if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`whirlwind: handlers.${name} must be a function, got ${fn === null ? 'null' : typeof fn}`);
+  }
+  return handlers;
 }
 
 const CLOSE_REASONS: Record<number, CloseReason> = {
@@ -228,7 +258,7 @@ export class RawServer {
     }
     this.backend = chooseBackend(o.backend);
     this.options = Object.freeze({ ...o, backend: this.backend });
-    this.#h = handlers;
+    this.#h = checkHandlers(handlers);
     this.#native = new addon.NativeEngine(
       {
         backend: this.backend,
@@ -298,6 +328,7 @@ export class RawServer {
    * leave in the order they were sent.
    */
   send(conn: number, payload: Uint8Array): boolean {
+    if (!(payload instanceof Uint8Array)) throw notBytes('send', 'payload', payload);
     if (this.#closed || !this.isOpen(conn)) return false;
     const n = payload.length;
     const b = this.#batch;
@@ -310,6 +341,7 @@ export class RawServer {
 
   /** Queue bytes that are already framed (one or more whole frames). */
   write(conn: number, framed: Uint8Array): boolean {
+    if (!(framed instanceof Uint8Array)) throw notBytes('write', 'framed', framed);
     if (this.#closed || !this.isOpen(conn)) return false;
     const at = this.#batch.entry(conn, LAYOUT.opSend, framed.length);
     this.#batch.buf.set(framed, at);
@@ -438,7 +470,11 @@ export class RawServer {
         this.#unadmitted.delete(conn);
         this.#batch.entry(conn, LAYOUT.opAdmit, 0);
         this.#queueFlush();
-        this.#h.open?.(conn, peer);
+        try {
+          this.#h.open?.(conn, peer);
+        } catch (e) {
+          this.#handlerThrew(e, conn);
+        }
       } else {
         this.#batch.entry(conn, LAYOUT.opRefuse, 0);
         this.#queueFlush();
@@ -474,6 +510,7 @@ export class RawServer {
     const wakeIdx = LAYOUT.ctlWakePending >> 2;
     const u32 = this.#u32;
     this.#draining = true;
+    let left = false;
     try {
       for (let round = 0; ; round++) {
         let any = false;
@@ -481,7 +518,11 @@ export class RawServer {
           if (this.#drainRing(i)) any = true;
         }
         if (any) {
-          this.#h.batchEnd?.();
+          try {
+            this.#h.batchEnd?.();
+          } catch (e) {
+            this.#handlerThrew(e, null);
+          }
           this.flush();
         }
         if (this.#closed) break;
@@ -496,7 +537,15 @@ export class RawServer {
           Atomics.store(u32, wakeIdx, 1);
         }
       }
+      left = true;
     } finally {
+      if (!left && !this.#closed) {
+        // Thrown out of the loop (handlers' errors are caught per event, so
+        // this is the engine's own): never leave with wake_pending set, or
+        // the I/O threads would not wake us again.  Look again next turn.
+        Atomics.store(u32, wakeIdx, 0);
+        setImmediate(this.#onWake);
+      }
       this.#draining = false;
       this.flush();
       if (this.#stopped === this.#rings.length && !this.#closed) {
@@ -506,6 +555,22 @@ export class RawServer {
       }
     }
   };
+
+  /** A user's handler threw: hand it to the error handler, else rethrow it outside the engine's drain. */
+  #handlerThrew(error: unknown, conn: number | null): void {
+    const onError = this.#h.error;
+    if (onError) {
+      try {
+        onError(error, conn);
+        return;
+      } catch (e) {
+        error = e;
+      }
+    }
+    process.nextTick(() => {
+      throw error;
+    });
+  }
 
   #anyPending(): boolean {
     const u32 = this.#u32;
@@ -528,9 +593,17 @@ export class RawServer {
         const off = r.data + (head & mask);
         const kind = this.#u16[off >> 1]!;
         const len = u32[(off + 4) >> 2]!;
-        // Advance first: a handler that throws must not see its record again.
         head = (head + ((LAYOUT.recordHeaderBytes + len + 15) & ~15)) >>> 0;
-        if (kind !== LAYOUT.recPad) this.#record(kind, this.#u16[(off + 2) >> 1]!, this.#f64[(off + 8) >> 3]!, off + 16, len);
+        if (kind !== LAYOUT.recPad) {
+          const token = this.#f64[(off + 8) >> 3]!;
+          try {
+            this.#record(kind, this.#u16[(off + 2) >> 1]!, token, off + 16, len);
+          } catch (e) {
+            // The rest of the batch is other events, often of other
+            // connections: they are delivered all the same.
+            this.#handlerThrew(e, kind === LAYOUT.recStopped ? null : token);
+          }
+        }
         if ((++count & 255) === 0) {
           // Give the producer room while a long batch is handled.
           Atomics.store(u32, r.headIdx, head);

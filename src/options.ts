@@ -133,7 +133,16 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
   int('sendHighWaterBytes', o.sendHighWaterBytes, 0, 0xffff_ffff);
   int('sendLowWaterBytes', o.sendLowWaterBytes, 0, 0xffff_ffff);
   if (o.sendLowWaterBytes > o.sendHighWaterBytes) {
-    throw new OptionError('sendLowWaterBytes', `must not exceed sendHighWaterBytes (${o.sendHighWaterBytes})`);
+    // Blame the one the caller set: with only the high mark given, the low
+    // one is the default, which the caller may not know.
+    if (options.sendLowWaterBytes === undefined) {
+      throw new OptionError(
+        'sendHighWaterBytes',
+        `must not be below sendLowWaterBytes (${o.sendLowWaterBytes}, its default; got ${o.sendHighWaterBytes}): set sendLowWaterBytes too`,
+      );
+    }
+    const high = options.sendHighWaterBytes === undefined ? `${o.sendHighWaterBytes}, its default` : String(o.sendHighWaterBytes);
+    throw new OptionError('sendLowWaterBytes', `must not exceed sendHighWaterBytes (${high}; got ${o.sendLowWaterBytes})`);
   }
   int('recvBufferBytes', o.recvBufferBytes, 256, 16 * 1024 * 1024);
   int('recvBufferCount', o.recvBufferCount, 1, 65535);

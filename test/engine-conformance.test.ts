@@ -1,6 +1,8 @@
 // The engine's conformance suite: every backend runs every test here.
 // A backend that is not available on this machine is reported as skipped,
 // with the reason, never as passed.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listenRaw, type CloseInfo, type EngineOptions, type PeerAddress, type RawServer } from '../src/index.js';
 import { tokenSlot, tokenThread } from '../src/layout.js';
@@ -426,6 +428,80 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       await Promise.all(cs.map((c) => c.waitClosed()));
       expect(() => rec.server.flush()).not.toThrow();
       expect(rec.server.send(rec.opens[0]!.conn, Buffer.from('x'))).toBe(false);
+    });
+  });
+
+  describe.skipIf(!available)('handler errors', () => {
+    it('a throwing handler goes to the error handler; the rest of its batch and every later event still arrive', async () => {
+      const errors: Array<{ message: string; conn: number | null }> = [];
+      const opens: number[] = [];
+      let throwInBatchEnd = false;
+      const server: RawServer = listenRaw(
+        { backend: name },
+        {
+          open(conn) {
+            opens.push(conn);
+          },
+          frame(conn, data) {
+            const text = data.toString();
+            if (text === 'boom') throw new Error('deliberate handler error');
+            if (text === 'boom in batchEnd') throwInBatchEnd = true;
+            server.send(conn, data);
+          },
+          batchEnd() {
+            if (throwInBatchEnd) {
+              throwInBatchEnd = false;
+              throw new Error('deliberate batchEnd error');
+            }
+          },
+          error(error, conn) {
+            errors.push({ message: (error as Error).message, conn });
+          },
+        },
+      );
+      servers.push(server);
+      const a = await connect(server);
+      // One write, so the frames after the throw come in the same batch.
+      a.sendRaw(Buffer.concat([frame(Buffer.from('a')), frame(Buffer.from('boom')), frame(Buffer.from('c'))]));
+      expect((await a.waitFrames(2)).map(String)).toEqual(['a', 'c']);
+      expect(errors).toEqual([{ message: 'deliberate handler error', conn: opens[0] }]);
+      // Later events, on this connection and a new one, still arrive.
+      const b = await connect(server);
+      b.send(Buffer.from('boom in batchEnd'));
+      expect((await b.waitFrames(1)).map(String)).toEqual(['boom in batchEnd']);
+      await until(() => errors.length === 2);
+      expect(errors[1]).toEqual({ message: 'deliberate batchEnd error', conn: null });
+      a.send(Buffer.from('again'));
+      expect((await a.waitFrames(3)).map(String)).toEqual(['a', 'c', 'again']);
+      expect(opens).toHaveLength(2);
+      await server.close();
+    });
+
+    it.each(['none', 'error-throws'])('with error handler %s, the error surfaces as an uncaught exception (exit 1), never swallowed', (mode) => {
+      const r = spawnSync(process.execPath, [fileURLToPath(new URL('./fixtures/handler-throws.mjs', import.meta.url)), mode], {
+        env: { ...process.env, WW_TEST_BACKEND: name },
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      expect(r.error).toBeUndefined();
+      expect(r.signal).toBeNull();
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(mode === 'none' ? /Error: deliberate handler error/ : /Error: the error handler failed too \(deliberate handler error\)/);
+    });
+
+    it('send() and write() refuse what is not bytes, with a TypeError', async () => {
+      const rec = echo();
+      const c = await connect(rec.server);
+      c.send(Buffer.from('x'));
+      await c.waitFrames(1);
+      const conn = rec.opens[0]!.conn;
+      expect(() => rec.server.send(conn, 'str' as never)).toThrow(/send\(conn, payload\): payload must be a Buffer or Uint8Array, got string/);
+      expect(() => rec.server.send(conn, new Uint16Array(2) as never)).toThrow(/got Uint16Array/);
+      expect(() => rec.server.send(conn, [1, 2] as never)).toThrow(/got an array/);
+      expect(() => rec.server.write(conn, null as never)).toThrow(/write\(conn, framed\): framed must be a Buffer or Uint8Array, got null/);
+      // Nothing reached the wire: the connection still frames correctly.
+      c.send(Buffer.from('y'));
+      expect((await c.waitFrames(2)).map(String)).toEqual(['x', 'y']);
     });
   });
 
