@@ -429,6 +429,25 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       expect(() => rec.server.flush()).not.toThrow();
       expect(rec.server.send(rec.opens[0]!.conn, Buffer.from('x'))).toBe(false);
     });
+
+    it('close() frees the port at once: new connections are refused and a new server can listen on it', async () => {
+      for (const clientsBefore of [0, 3]) {
+        const rec = echo();
+        const port = rec.server.port;
+        const cs = await Promise.all(Array.from({ length: clientsBefore }, () => connect(rec.server)));
+        await until(() => rec.opens.length === clientsBefore, 5000, 'opens');
+        servers.splice(servers.indexOf(rec.server), 1);
+        await rec.server.close();
+        await Promise.all(cs.map((c) => c.waitClosed()));
+        // (io_uring's accept request held the listening socket until the
+        // engine was garbage collected: connects were taken and never
+        // answered, and this listen failed with EADDRINUSE.)
+        await expect(FramedClient.connect(port, '127.0.0.1')).rejects.toThrow(/ECONNREFUSED/);
+        const again = listenRaw({ backend: name, port }, {});
+        servers.push(again);
+        expect(again.port).toBe(port);
+      }
+    });
   });
 
   describe.skipIf(!available)('handler errors', () => {

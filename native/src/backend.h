@@ -146,6 +146,11 @@ class Poller {
   virtual bool listen(sock_t lsock, std::string* err) = 0;
   // Stop accepting.  The engine closes the listening socket afterwards.
   virtual void stop_listen() = 0;
+  // True while the backend still holds the listening socket after
+  // stop_listen (io_uring: the accept request, which keeps the socket, and
+  // so the port, alive until the kernel has ended it).  The I/O thread
+  // waits for it before it exits, so that close() frees the port.
+  virtual bool listen_ending() const { return false; }
 
   // Begin receiving on a newly adopted connection (kReceived until kRecvEnd).
   virtual bool start_recv(Conn* c, std::string* err) = 0;

@@ -818,8 +818,11 @@ void IoThread::hard_cleanup() {
   }
   // Let the backend finish those closes (io_uring and IOCP report them
   // asynchronously), for a bounded time: a stop must never hang.
+  // The listener too: io_uring's accept keeps the port bound until the
+  // kernel has ended it (before this wait it stayed bound until the engine
+  // was garbage collected, and a new server could not listen on it).
   Completion comps[64];
-  for (int round = 0; alive_ > 0 && round < 100; ++round) {
+  for (int round = 0; (alive_ > 0 || poller_->listen_ending()) && round < 100; ++round) {
     int n = poller_->wait(comps, 64, 10);
     for (int i = 0; i < n; ++i) {
       Completion& c = comps[i];

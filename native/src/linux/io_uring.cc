@@ -588,6 +588,11 @@ class UringPoller final : public Poller {
     accept_paused_ = false;
   }
 
+  // The multishot accept holds a reference to the listening socket until
+  // its last completion (the cancel's -ECANCELED): until then the port
+  // stays bound however the engine closes its descriptor.
+  bool listen_ending() const override { return accept_armed_; }
+
   bool start_recv(Conn* c, std::string* err) override {
     c->be_flags = kStarted;
     c->be_aux = 0;
