@@ -2,6 +2,8 @@
 // its request only; a worker that dies (uncaught error, process.exit, out
 // of memory, stopped for a handler stuck in a loop) fails only the turns it
 // was running; the pool replaces it and every other connection carries on.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { type Client, ErrorCode, ProtocolError, type TurnFailure } from '../src/index.js';
 import { client, startServer, useActorServers } from './fixtures/actor-server.js';
@@ -24,6 +26,26 @@ async function countTo(c: Client, n: number): Promise<void> {
 }
 
 describe('actor failure recovery', () => {
+  it('event listeners that throw: the server carries on and the errors surface as uncaught exceptions', () => {
+    // In a child process, which catches its uncaught exceptions (here they would fail the run).
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL('./fixtures/actor-throwing-listeners.mjs', import.meta.url))], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.error).toBeUndefined();
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({
+      echo: 'hi',
+      connected: true, // the onConnected turn ran after the throwing 'connection' listener
+      failed: ErrorCode.HANDLER_ERROR,
+      after: 'after',
+      second: 'two',
+      closed: true,
+      uncaught: ['listener of close', 'listener of close', 'listener of connection', 'listener of connection', 'listener of turnFailed'],
+    });
+  });
+
   it('answers a handler past handlerTimeoutMs with TIMEOUT and discards its late result', async () => {
     const s = await startServer({ handlerTimeoutMs: 200 });
     const c = await client(s);

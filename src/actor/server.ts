@@ -306,7 +306,7 @@ export class ActorServer extends EventEmitter {
       }
     });
     // Without unfinished tasks piscina reports a dead worker as 'error'; never let that throw.
-    pool.on('error', (e: Error) => this.emit('workerError', e));
+    pool.on('error', (e: Error) => this.#notify('workerError', e));
     this.#pool = pool;
     try {
       // Connections the engine closes on its own are told why first (a GOAWAY),
@@ -564,6 +564,23 @@ export class ActorServer extends EventEmitter {
   // Engine events
   // ---------------------------------------------------------------------------
 
+  /**
+   * Emits an event to the user's listeners.  A listener that throws must not
+   * cut short the bookkeeping around the emit (the connection's hooks, the
+   * rest of a task's results, close()): its error is rethrown on the next
+   * tick instead, as an uncaught exception, as Node does for a throwing
+   * listener of a socket.
+   */
+  #notify(event: string, ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (e) {
+      process.nextTick(() => {
+        throw e;
+      });
+    }
+  }
+
   #onOpen(conn: number, peer: PeerAddress): void {
     const c = new Conn(conn, peer);
     c.seen = this.#tick;
@@ -573,7 +590,7 @@ export class ActorServer extends EventEmitter {
       this.#goAway(c, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
       return;
     }
-    this.emit('connection', conn, { ...peer });
+    this.#notify('connection', conn, { ...peer });
     if (this.#shape!.hasConnected) this.#enqueue(c, { k: HOOK, kind: TurnKind.CONNECTED, info: null });
   }
 
@@ -636,7 +653,7 @@ export class ActorServer extends EventEmitter {
     c.box = [];
     c.head = 0;
     c.requests = c.running ? c.running.filter((x) => x.k === REQ).length : 0;
-    this.emit('close', conn, info);
+    this.#notify('close', conn, info);
     if (this.#shape!.hasClosed) {
       this.#enqueue(c, { k: HOOK, kind: TurnKind.CLOSED, info: { reason: info.reason, message: c.closeReason ?? info.message } });
     } else this.#maybeForget(c);
@@ -1023,7 +1040,7 @@ export class ActorServer extends EventEmitter {
         if (extras.failures) {
           for (const f of extras.failures) {
             this.#counters.failedTurns++;
-            this.emit('turnFailed', f);
+            this.#notify('turnFailed', f);
           }
         }
         if (extras.cmds) this.#apply(c, extras.cmds, buf);
@@ -1093,7 +1110,7 @@ export class ActorServer extends EventEmitter {
         } else f = { conn: c.id, requestId: 0, action: '', code, message };
         first ??= f;
         this.#counters.failedTurns++;
-        this.emit('turnFailed', f);
+        this.#notify('turnFailed', f);
       }
       // The actor hears of it in a turn of its own, next, with the state from before.
       if (first && first.requestId !== 0 && this.#shape!.hasTurnFailed && !c.closed && !c.closing) {
