@@ -63,6 +63,29 @@ describe('actor request and reply', () => {
     expect(failed[0]).toMatchObject({ action: 'throw', code: ErrorCode.HANDLER_ERROR, message: 'nope' });
   });
 
+  it('a ReplyError, ctx.error() or ProtocolError with a code a handler may not send is a handler failure, never that code on the wire', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    const failed: Array<{ action: string; code: number; message: string }> = [];
+    s.on('turnFailed', (f) => failed.push(f));
+    for (const code of [0, 1001, 5000, 70000, -1, 1.5, 'abc']) {
+      const e = await rejection(c.request('replyError', { code, message: 'mine' }));
+      expect(e.code).toBe(ErrorCode.HANDLER_ERROR);
+      expect(e.message).toContain(`new ReplyError(): the code must be an integer from 10000 to 65535 (an application's) or from 1 to 999 (the protocol's), got ${typeof code === 'string' ? `"${code}"` : code}`);
+      const e2 = await rejection(c.request('explicitErrorCode', { code }));
+      expect(e2.code).toBe(ErrorCode.HANDLER_ERROR);
+      expect(e2.message).toMatch(/^ctx\.error\(\): the code must be/);
+    }
+    expect(failed).toHaveLength(14);
+    // A protocol code passes; a local one (CONNECTION_CLOSED, 1001) becomes HANDLER_ERROR.
+    expect((await rejection(c.request('protocolError', { code: ErrorCode.OVERLOADED }))).code).toBe(ErrorCode.OVERLOADED);
+    const local = await rejection(c.request('protocolError', { code: ErrorCode.CONNECTION_CLOSED }));
+    expect([local.code, local.message]).toEqual([ErrorCode.HANDLER_ERROR, 'from a call the handler made']);
+    // Valid application codes at both ends of the range still go through.
+    expect((await rejection(c.request('replyError', { code: 10000, message: 'lo' }))).code).toBe(10000);
+    expect((await rejection(c.request('explicitErrorCode', { code: 65535 }))).code).toBe(65535);
+  });
+
   it('answers PING with PONG, a bad checksum with BAD_CHECKSUM in its place, a bad body with BAD_MESSAGE, and a bad magic with GOAWAY and close', async () => {
     const s = await startServer();
     const c = await client(s);

@@ -27,6 +27,8 @@ import {
   type TurnContext,
   type TurnFailure,
   actorClassOf,
+  codeError,
+  isSendableCode,
 } from '../src/actor/actor.js';
 import { bucketOf, sharedClockMs } from '../src/actor/timing.js';
 import {
@@ -116,6 +118,7 @@ class Ctx implements TurnContext {
   }
 
   error(code: number, message: string, data?: unknown): void {
+    if (!isSendableCode(code)) throw codeError('ctx.error()', code);
     if (!this.live) return;
     if (this.requestId === 0) throw new Error('a hook has no request to answer');
     if (this.replied) throw new Error(`request ${this.requestId} was already answered`);
@@ -375,7 +378,9 @@ function settle(ctx: Ctx, turn: TurnOut, value: unknown, threw: boolean): TurnFa
   } else {
     const e = value;
     ctx.live = false;
-    const code = e instanceof ReplyError || e instanceof ProtocolError ? e.code : ErrorCode.HANDLER_ERROR;
+    // A ProtocolError passes its code on only if it is one to send: not, for
+    // example, the local CONNECTION_CLOSED of a client call the handler made.
+    const code = e instanceof ReplyError || (e instanceof ProtocolError && isSendableCode(e.code)) ? e.code : ErrorCode.HANDLER_ERROR;
     const data = e instanceof ReplyError ? e.data : undefined;
     if (ctx.replied) {
       // It answered, then threw: the answer stands, the failure is reported.

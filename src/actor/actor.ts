@@ -128,11 +128,27 @@ export function handlers<A>(table: { [action: string]: Handler<A> } & ThisType<A
   return Object.freeze({ ...table });
 }
 
+/**
+ * Whether a handler may answer with this ERROR code: an application's
+ * (10000-65535) or one of the protocol's (1-999).  Never 0, never an
+ * implementation's local code (1000-1999, protocol.md §11), nothing else.
+ */
+export function isSendableCode(code: unknown): code is number {
+  return typeof code === 'number' && Number.isInteger(code) && ((code >= 1 && code <= 999) || (code >= 10000 && code <= 65535));
+}
+
+/** The RangeError for a code a handler may not send. */
+export function codeError(what: string, code: unknown): RangeError {
+  const shown = typeof code === 'string' ? JSON.stringify(code) : String(code);
+  return new RangeError(`${what}: the code must be an integer from 10000 to 65535 (an application's) or from 1 to 999 (the protocol's), got ${shown}`);
+}
+
 /** Thrown by a handler to answer with a specific ERROR code instead of HANDLER_ERROR. */
 export class ReplyError extends Error {
   readonly code: number;
   readonly data: unknown;
   constructor(code: number, message: string, data?: unknown) {
+    if (!isSendableCode(code)) throw codeError('new ReplyError()', code);
     super(message);
     this.name = 'ReplyError';
     this.code = code;
