@@ -58,6 +58,8 @@ export interface EngineOptions {
   idleTimeoutMs?: number;
   /** Bytes (whole frames) written to an idle connection before it is closed. */
   idleFrame?: Uint8Array | null;
+  /** Bytes (whole frames) written to a connection that announced a frame over maxFrameBytes, before it is closed. */
+  tooLargeFrame?: Uint8Array | null;
   /** TCP keep-alive: first probe after this much silence (0: off). */
   keepAliveMs?: number;
   /** Decides, by peer address, whether a new connection is admitted (null: all are). */
@@ -87,6 +89,7 @@ export const ENGINE_DEFAULTS: Readonly<ResolvedEngineOptions> = Object.freeze({
   refuseFrame: null,
   idleTimeoutMs: 0,
   idleFrame: null,
+  tooLargeFrame: null,
   keepAliveMs: 0,
   acceptHook: null,
   acceptHookTimeoutMs: 1000,
@@ -154,7 +157,7 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
   int('keepAliveMs', o.keepAliveMs, 0, 0x7fff_ffff);
   if (o.acceptHook !== null && typeof o.acceptHook !== 'function') throw new OptionError('acceptHook', 'must be a function or null');
   int('acceptHookTimeoutMs', o.acceptHookTimeoutMs, 1, 0x7fff_ffff);
-  for (const k of ['refuseFrame', 'idleFrame'] as const) {
+  for (const k of ['refuseFrame', 'idleFrame', 'tooLargeFrame'] as const) {
     const v = o[k];
     if (v !== null && !(v instanceof Uint8Array)) throw new OptionError(k, 'must be a Uint8Array or null');
     if (v && v.length > 65536) throw new OptionError(k, `must be at most 65536 bytes (got ${v.length})`);

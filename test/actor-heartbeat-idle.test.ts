@@ -1,6 +1,7 @@
 // Dead and idle connections: heartbeats find a peer that stopped answering
 // (GOAWAY TIMEOUT, then close) while a live client stays; an idle connection
-// is told why (GOAWAY) before the engine closes it.
+// is told why (GOAWAY) before the engine closes it, and so is one that
+// announces a frame over maxFrameBytes.
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { describe, expect, it } from 'vitest';
@@ -43,5 +44,22 @@ describe('actor heartbeats and idle close', () => {
     expect(m.got).toEqual([expect.objectContaining({ kind: Kind.GOAWAY, code: ErrorCode.TIMEOUT })]);
     await waitFor(() => reasons.length === 1, 'close event');
     expect(reasons).toEqual(['idle']);
+  });
+
+  it('tells a connection that announces a frame over maxFrameBytes why (GOAWAY FRAME_TOO_LARGE) before closing it', async () => {
+    const s = await startServer({ maxFrameBytes: 100 });
+    const reasons: string[] = [];
+    s.on('close', (_conn: number, info: CloseInfo) => reasons.push(info.reason));
+    const c = await client(s);
+    const goaways: Array<{ code: number; message: string }> = [];
+    c.on('goaway', (g) => goaways.push(g));
+    const e = await c.request('echo', 'x'.repeat(300)).then(
+      () => null,
+      (err: Error) => err,
+    );
+    expect(e?.message).toBe('connection closed after GOAWAY 17 (a frame announced more than maxFrameBytes (100) bytes)');
+    expect(goaways).toEqual([expect.objectContaining({ code: ErrorCode.FRAME_TOO_LARGE })]);
+    await waitFor(() => reasons.length === 1, 'close event');
+    expect(reasons).toEqual(['frame-too-large']);
   });
 });

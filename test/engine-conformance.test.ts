@@ -153,6 +153,27 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
     });
   });
 
+  describe.skipIf(!available)('too-large frames', () => {
+    it('writes tooLargeFrame to a connection that announces a frame over maxFrameBytes, then closes it with the reason', async () => {
+      const rec = echo({ maxFrameBytes: 1000, tooLargeFrame: frame(Buffer.from('bye: too large')) }, { echo: false, keep: true });
+      const bad = await connect(rec.server);
+      const good = await connect(rec.server);
+      // The too-large frame's bytes keep coming (200 KB): they are not read.
+      bad.sendRaw(Buffer.concat([frame(pattern(2, 10)), frame(pattern(3, 200_000))]));
+      await bad.waitClosed();
+      expect((await bad.waitFrames(1)).map(String)).toEqual(['bye: too large']);
+      await until(() => rec.closes.size === 1, 5000, 'close event');
+      const [badConn, info] = [...rec.closes.entries()][0]!;
+      expect(rec.frames.get(badConn)!.map((f) => f.length)).toEqual([10]);
+      expect([info.reason, info.detail]).toEqual(['frame-too-large', 200_000]);
+      expect(rec.server.stats().connections.closed['frame-too-large']).toBe(1);
+      expect(rec.server.stats().pendingSendBytes).toBe(0);
+      good.send(Buffer.from('still here'));
+      await until(() => (rec.frames.get(rec.opens[1]!.conn)?.length ?? 0) === 1, 5000, 'good frame');
+      expect(good.ended).toBe(false);
+    });
+  });
+
   describe.skipIf(!available)('many connections', () => {
     it('echoes 100 frames on each of 1000 concurrent connections, every byte verified', async () => {
       const rec = echo({ ioThreads: 2 });

@@ -80,11 +80,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     opts.idle_timeout_ms = get_u32(o, "idleTimeoutMs", 0);
     opts.keepalive_ms = get_u32(o, "keepAliveMs", 0);
     opts.hold_new = o.Get("holdNew").ToBoolean().Value();
-    for (const char* key : {"refuseFrame", "idleFrame"}) {
+    for (const char* key : {"refuseFrame", "idleFrame", "tooLargeFrame"}) {
       Napi::Value v = o.Get(key);
       if (!v.IsTypedArray()) continue;
       Napi::Uint8Array a = v.As<Napi::Uint8Array>();
-      std::vector<uint8_t>& dst = std::string(key) == "refuseFrame" ? opts.refuse_frame : opts.idle_frame;
+      const std::string k(key);
+      std::vector<uint8_t>& dst = k == "refuseFrame" ? opts.refuse_frame : k == "idleFrame" ? opts.idle_frame : opts.too_large_frame;
       dst.assign(a.Data(), a.Data() + a.ByteLength());
     }
     // Invariant guards (TS validates with friendlier messages first).

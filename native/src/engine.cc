@@ -622,6 +622,20 @@ bool IoThread::large_frame(Conn* c) {
 }
 
 void IoThread::broken(Conn* c, uint32_t reason, uint32_t detail) {
+  const std::vector<uint8_t>& f = engine_->opts_.too_large_frame;
+  if (reason == kCloseFrameTooLarge && !f.empty() && c->state == ConnState::kOpen && !c->close_after_flush &&
+      c->queued.append(f.data(), uint32_t(f.size()))) {
+    // Tell the peer why, after what is already queued to it, then close once
+    // that is written.  Nothing more is read: the framer discards the rest
+    // anyway, and a paused connection pushes back on a peer that keeps
+    // sending the frame.
+    c->pending_bytes.fetch_add(f.size(), std::memory_order_relaxed);
+    stat_add(kStatPendingBytes, double(f.size()));
+    poller_->pause_recv(c);
+    if (!c->send_inflight) start_send(c);
+    request_close(c, reason, 0, detail, true);
+    return;
+  }
   begin_close(c, reason, 0, detail);
 }
 

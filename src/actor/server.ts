@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import * as Comlink from 'comlink';
 import { Piscina } from 'piscina';
 import { type CloseInfo, type EngineStats, RawServer } from '../engine.js';
-import type { EngineOptions, PeerAddress } from '../options.js';
+import { ENGINE_DEFAULTS, type EngineOptions, type PeerAddress } from '../options.js';
 import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from '../protocol/encoder.js';
 import { ErrorCode, ProtocolError } from '../protocol/errors.js';
 import { Flag, Kind } from '../protocol/layout.js';
@@ -315,6 +315,10 @@ export class ActorServer extends EventEmitter {
       const engine: EngineOptions = { ...e, protocolCheck: true };
       if ((e.idleTimeoutMs ?? 0) > 0 && e.idleFrame === undefined) {
         engine.idleFrame = this.#encoder.encodePrefixed(Messages.goAway(ErrorCode.TIMEOUT, `idle for ${e.idleTimeoutMs} ms`));
+      }
+      if (e.tooLargeFrame === undefined) {
+        const max = e.maxFrameBytes ?? ENGINE_DEFAULTS.maxFrameBytes;
+        engine.tooLargeFrame = this.#encoder.encodePrefixed(Messages.goAway(ErrorCode.FRAME_TOO_LARGE, `a frame announced more than maxFrameBytes (${max}) bytes`));
       }
       if (((e.maxConnections ?? 0) > 0 || (e.maxConnectionsPerAddress ?? 0) > 0 || e.acceptHook) && e.refuseFrame === undefined) {
         engine.refuseFrame = this.#encoder.encodePrefixed(Messages.goAway(ErrorCode.OVERLOADED, 'connection refused'));
