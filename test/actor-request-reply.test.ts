@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, FrameReader, MessageDecoder, MessageEncoder, Messages, ProtocolError, actorStatsToPrometheus, type GoAway } from '../src/index.js';
+import { ErrorCode, FrameReader, Kind, MessageDecoder, MessageEncoder, Messages, ProtocolError, actorStatsToPrometheus, type GoAway } from '../src/index.js';
 import { client, startServer, useActorServers } from './fixtures/actor-server.js';
 import { waitFor } from './fixtures/wait.js';
 
@@ -110,6 +110,31 @@ describe('actor request and reply', () => {
       [2, 3, ErrorCode.BAD_CHECKSUM],
       [3, 3, ErrorCode.BAD_MESSAGE],
       [4, 2, 0],
+    ]);
+    // A PING may carry no body, attachment, action or code (protocol.md §3):
+    // BAD_MESSAGE (id 0: not a request), no PONG.  A good one after still gets its PONG.
+    const pingWith = (id: number, at: number, bytes: number[], extraBody: number[] = []) => {
+      const f = Buffer.from(enc.encodePrefixed(Messages.ping(id)));
+      for (let i = 0; i < bytes.length; i++) f[4 + at + i] = bytes[i]!;
+      if (extraBody.length === 0) return f;
+      const out = Buffer.concat([f, Buffer.from(extraBody)]);
+      out.writeUInt32LE(out.length - 4, 0);
+      return out;
+    };
+    sock.write(
+      Buffer.concat([
+        pingWith(5, 12, [1, 0, 0, 0, 1, 0, 0, 0], [0x01]), // body: bw = bl = 1, the msgpack 1
+        pingWith(6, 8, [1, 0]), // code 1
+        pingWith(7, 20, [1, 0, 0, 0, 1, 0, 0, 0], [0x02]), // attachment of 1 byte
+        Buffer.from(enc.encodePrefixed(Messages.ping(8))),
+      ]),
+    );
+    await waitFor(() => got.length === 8, 'four more answers');
+    expect(got.slice(4).map((m) => [m.kind, m.id, m.code])).toEqual([
+      [Kind.ERROR, 0, ErrorCode.BAD_MESSAGE],
+      [Kind.ERROR, 0, ErrorCode.BAD_MESSAGE],
+      [Kind.ERROR, 0, ErrorCode.BAD_MESSAGE],
+      [Kind.PONG, 8, 0],
     ]);
     const closed = once(sock, 'close');
     const notOurs = Buffer.from(good(5));

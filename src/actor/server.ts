@@ -623,6 +623,10 @@ export class ActorServer extends EventEmitter {
         return;
       }
       case Kind.PING: {
+        // No action, code, body or attachment (protocol.md §3): else BAD_MESSAGE, no PONG.
+        if (data[10] !== 0 || data.readUInt16LE(8) !== 0 || data.readUInt32LE(12) !== 0 || data.readUInt32LE(20) !== 0) {
+          return this.#badFrame(c, data);
+        }
         // Answered at once, not in mailbox order (protocol.md §13.4).
         const id = data.readUInt32LE(4);
         this.raw.write(conn, this.#encoder.encodePrefixed(Messages.pong(id, { checksum: this.#checksum(data) })));
