@@ -106,6 +106,22 @@ describe('error replies', () => {
     await expect(client.request('')).rejects.toThrow(TypeError);
     await expect(client.request('x'.repeat(256))).rejects.toThrow(RangeError);
     await expect(client.request('echo', 1, { timeout: -1 })).rejects.toThrow(/options.timeout/);
+    await expect(client.request('echo', 1, { timeout: '1' as never })).rejects.toThrow(/options\.timeout must be an integer from 0 to 2147483647 \(ms; 0: none\), got "1"/);
+    await expect(client.request('echo', 1, { signal: {} as never })).rejects.toThrow(/options\.signal must be an AbortSignal, got Object/);
+    // ping checks the same (a bad timeout used to run with none at all).
+    await expect(client.ping({ timeout: -1 })).rejects.toThrow(/options\.timeout must be an integer/);
+    await expect(client.ping({ timeout: 'x' as never })).rejects.toThrow(TypeError);
+    await expect(client.ping({ signal: 5 as never })).rejects.toThrow(/options\.signal must be an AbortSignal, got number/);
+    expect(client.inFlight).toBe(0);
+    expect((await client.request('echo', 2)).body).toBe(2);
+  });
+
+  test('connect() refuses unknown options, also inside reconnect, naming them', async () => {
+    await expect(connect({ port: 1, timeout: 5 } as never)).rejects.toThrow(/^options\.timeout is not a client option$/);
+    await expect(connect({ port: 1, reconnectInitialDelay: 50 } as never)).rejects.toThrow(
+      /options\.reconnectInitialDelay is not a client option \(it goes in options\.reconnect: \{ initialDelay: \.\.\. \}\)/,
+    );
+    await expect(connect({ port: 1, reconnect: { bogus: 1 } as never })).rejects.toThrow(/options\.reconnect\.bogus is not a reconnect option/);
   });
 });
 

@@ -167,6 +167,11 @@ export class Client extends EventEmitter {
    */
   request<T = unknown>(action: string, body?: unknown, options: RequestOptions = {}): Promise<Reply<T>> {
     return new Promise<Reply<T>>((resolve, reject) => {
+      const bad = badCallOptions(options);
+      if (bad) {
+        reject(bad);
+        return;
+      }
       const signal = options.signal ?? null;
       if (signal?.aborted) {
         reject(new ProtocolError(ErrorCode.ABORTED, `request "${action}" aborted before it was sent`, { cause: signal.reason }));
@@ -191,10 +196,6 @@ export class Client extends EventEmitter {
         return;
       }
       const timeout = options.timeout ?? this.options.requestTimeout;
-      if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 0) {
-        reject(new TypeError(`options.timeout must be an integer >= 0, got ${String(timeout)}`));
-        return;
-      }
       const p: Pending = {
         resolve: resolve as (reply: Reply) => void,
         reject,
@@ -223,6 +224,11 @@ export class Client extends EventEmitter {
   /** Sends a PING; resolves with the round-trip time in ms. */
   ping(options: { timeout?: number; signal?: AbortSignal } = {}): Promise<number> {
     return new Promise<number>((resolve, reject) => {
+      const bad = badCallOptions(options);
+      if (bad) {
+        reject(bad);
+        return;
+      }
       if (this.#state !== 'open' || this.#goAway !== null) {
         reject(this.#notConnected());
         return;
@@ -712,4 +718,18 @@ export async function connect(options: ClientOptions): Promise<Client> {
   const client = new Client(options);
   await client.open();
   return client;
+}
+
+/** The TypeError for a bad `timeout` or `signal` of request()/ping(), checked before anything is started. */
+function badCallOptions(options: { timeout?: unknown; signal?: unknown }): TypeError | null {
+  if (options === null || typeof options !== 'object') return new TypeError(`options must be an object, got ${options === null ? 'null' : typeof options}`);
+  const t = options.timeout;
+  if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 2_147_483_647)) {
+    return new TypeError(`options.timeout must be an integer from 0 to 2147483647 (ms; 0: none), got ${typeof t === 'string' ? JSON.stringify(t) : String(t)}`);
+  }
+  const s = options.signal;
+  if (s !== undefined && s !== null && !(s instanceof AbortSignal)) {
+    return new TypeError(`options.signal must be an AbortSignal, got ${typeof s === 'object' ? ((s as object).constructor?.name ?? 'an object') : typeof s}`);
+  }
+  return null;
 }

@@ -104,8 +104,18 @@ function checkNumber(name: string, value: unknown, min: number, max: number): nu
 }
 
 /** Validates client options, filling defaults; every message names the option. */
+/** The options connect() takes: CLIENT_DEFAULTS' keys less its flat reconnect* ones, plus port. */
+const CLIENT_KEYS: ReadonlySet<string> = new Set(['port', ...Object.keys(CLIENT_DEFAULTS).filter((k) => !/^reconnect./.test(k))]);
+const RECONNECT_KEYS: ReadonlySet<string> = new Set(['initialDelay', 'maxDelay', 'factor', 'jitter', 'maxAttempts']);
+
 export function resolveClientOptions(options: ClientOptions): ResolvedClientOptions {
   if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+  for (const k of Object.keys(options)) {
+    if (CLIENT_KEYS.has(k)) continue;
+    const sub = /^reconnect(.)(.*)$/.exec(k);
+    const hint = sub && RECONNECT_KEYS.has(sub[1]!.toLowerCase() + sub[2]!) ? ` (it goes in options.reconnect: { ${sub[1]!.toLowerCase() + sub[2]!}: ... })` : '';
+    throw new TypeError(`options.${k} is not a client option${hint}`);
+  }
   const d = CLIENT_DEFAULTS;
   const p = 'options';
   const host = options.host ?? d.host;
@@ -121,6 +131,9 @@ export function resolveClientOptions(options: ClientOptions): ResolvedClientOpti
       throw new TypeError(`options.reconnect must be a boolean or an object, got ${describe(r)}`);
     }
     const ro: ReconnectOptions = r === true ? {} : r;
+    for (const k of Object.keys(ro)) {
+      if (!RECONNECT_KEYS.has(k)) throw new TypeError(`options.reconnect.${k} is not a reconnect option (they are ${[...RECONNECT_KEYS].join(', ')})`);
+    }
     reconnect = {
       initialDelay: checkInteger(p, 'reconnect.initialDelay', ro.initialDelay ?? d.reconnectInitialDelay, 0, MAX_TIMER),
       maxDelay: checkInteger(p, 'reconnect.maxDelay', ro.maxDelay ?? d.reconnectMaxDelay, 0, MAX_TIMER),
