@@ -3,8 +3,8 @@
 /** An option failed validation; the message names the option. */
 export class OptionError extends TypeError {
   readonly option: string;
-  constructor(option: string, message: string) {
-    super(`options.${option} ${message}`);
+  constructor(option: string, message: string, init?: { cause?: unknown }) {
+    super(`options.${option} ${message}`, init);
     this.name = 'OptionError';
     this.option = option;
   }

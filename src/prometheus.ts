@@ -12,6 +12,34 @@ function escapeLabel(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
+type RenderOptions = { prefix?: string; extraLabels?: Record<string, string> };
+
+/** Checks what would otherwise make invalid exposition text; returns the prefix and the base labels. */
+function checkRender(what: string, stats: unknown, options: RenderOptions, backend: () => string): { prefix: string; base: Record<string, string> } {
+  if (stats === null || typeof stats !== 'object') throw new TypeError(`${what}(stats): stats must be a stats() snapshot, got ${stats === null ? 'null' : typeof stats}`);
+  if (options === null || typeof options !== 'object') throw new TypeError(`${what}(stats, options): options must be an object`);
+  const prefix = options.prefix ?? 'whirlwind_';
+  if (typeof prefix !== 'string' || !/^([a-zA-Z_:][a-zA-Z0-9_:]*)?$/.test(prefix)) {
+    throw new TypeError(`${what}: options.prefix must be a metric-name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*), got ${JSON.stringify(prefix) ?? String(prefix)}`);
+  }
+  const extra = options.extraLabels ?? {};
+  if (extra === null || typeof extra !== 'object') throw new TypeError(`${what}: options.extraLabels must be an object of strings`);
+  for (const [k, v] of Object.entries(extra)) {
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(k) || k.startsWith('__')) {
+      throw new TypeError(`${what}: options.extraLabels has an invalid label name ${JSON.stringify(k)} ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)`);
+    }
+    if (typeof v !== 'string') throw new TypeError(`${what}: options.extraLabels.${k} must be a string, got ${typeof v}`);
+  }
+  let b: string;
+  try {
+    b = backend();
+  } catch {
+    throw new TypeError(`${what}(stats): stats must be a stats() snapshot`);
+  }
+  if (typeof b !== 'string') throw new TypeError(`${what}(stats): stats must be a stats() snapshot`);
+  return { prefix, base: { backend: b, ...extra } };
+}
+
 function labels(l: Record<string, string>): string {
   const parts = Object.entries(l).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
   return parts.length ? `{${parts.join(',')}}` : '';
@@ -21,12 +49,8 @@ function labels(l: Record<string, string>): string {
  * Render a stats snapshot.  Every metric is prefixed (default `whirlwind_`)
  * and carries the `backend` label plus any `extraLabels` (e.g. a server name).
  */
-export function statsToPrometheus(
-  stats: EngineStats,
-  options: { prefix?: string; extraLabels?: Record<string, string> } = {},
-): string {
-  const prefix = options.prefix ?? 'whirlwind_';
-  const base = { backend: stats.backend, ...(options.extraLabels ?? {}) };
+export function statsToPrometheus(stats: EngineStats, options: RenderOptions = {}): string {
+  const { prefix, base } = checkRender('statsToPrometheus', stats, options, () => stats.backend);
   const out: string[] = [];
   const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: Array<[Record<string, string>, number]>) => {
     out.push(`# HELP ${prefix}${name} ${help}`, `# TYPE ${prefix}${name} ${type}`);
@@ -62,12 +86,8 @@ export function statsToPrometheus(
  * Render an ActorServer.stats() snapshot: the engine's metrics (as
  * statsToPrometheus) followed by the actor layer's, same prefix and labels.
  */
-export function actorStatsToPrometheus(
-  stats: ActorServerStats,
-  options: { prefix?: string; extraLabels?: Record<string, string> } = {},
-): string {
-  const prefix = options.prefix ?? 'whirlwind_';
-  const base = { backend: stats.engine.backend, ...(options.extraLabels ?? {}) };
+export function actorStatsToPrometheus(stats: ActorServerStats, options: RenderOptions = {}): string {
+  const { prefix, base } = checkRender('actorStatsToPrometheus', stats, options, () => stats.engine.backend);
   const out: string[] = [statsToPrometheus(stats.engine, options).trimEnd()];
   const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: Array<[Record<string, string>, number]>) => {
     out.push(`# HELP ${prefix}${name} ${help}`, `# TYPE ${prefix}${name} ${type}`);

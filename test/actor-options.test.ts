@@ -1,5 +1,8 @@
 // Actor server options: defaults frozen, every bad value refused with an
 // error that names the option, engine options passed through.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ACTOR_DEFAULTS, OptionError, createServer } from '../src/index.js';
 import { TEST_ACTOR } from './fixtures/actor-server.js';
@@ -49,5 +52,27 @@ describe('actor server options', () => {
   it('refuses a module without an actor class when listening', async () => {
     const s = createServer({ actor: new URL('./fixtures/actors/not-an-actor.mjs', import.meta.url) });
     await expect(s.listen()).rejects.toThrow('must export a SocketActor subclass');
+  });
+
+  it('refuses a class that does not extend SocketActor, and names the module and the option when it cannot be loaded', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ww-actor-'));
+    try {
+      const plain = join(dir, 'plain.mjs');
+      writeFileSync(plain, 'export default class P { static handlers = { echo: (b) => b }; }\n');
+      await expect(createServer({ actor: plain }).listen()).rejects.toThrow(/must extend SocketActor \(it has no initialState\(\)\)/);
+      const broken = join(dir, 'broken.mjs');
+      writeFileSync(broken, 'export default class {\n');
+      const e = await createServer({ actor: broken }).listen().then(() => null, (x: Error) => x);
+      expect(e).toBeInstanceOf(OptionError);
+      expect(e!.message).toMatch(new RegExp(`^options\\.actor could not load file://.*broken\\.mjs: \\w*Error: `)); // (SyntaxError in Node; vitest's loader words it its own way)
+      const missing = join(dir, 'missing.mjs');
+      await expect(createServer({ actor: missing }).listen()).rejects.toThrow(/^options\.actor could not load file:\/\/.*missing\.mjs: Error: Cannot find module/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses maxFrameBytes below the 28-byte protocol header', () => {
+    expect(() => createServer({ actor: TEST_ACTOR, maxFrameBytes: 10 })).toThrow(/options\.maxFrameBytes must be at least 28 for an actor server/);
   });
 });

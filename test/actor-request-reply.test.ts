@@ -86,6 +86,33 @@ describe('actor request and reply', () => {
     expect((await rejection(c.request('explicitErrorCode', { code: 65535 }))).code).toBe(65535);
   });
 
+  it('mistaken push, group and close calls throw where they are made, in a handler or on the main thread', async () => {
+    const s = await startServer();
+    const c = await client(s);
+    const cases: Array<[string, RegExp]> = [
+      ['policy-self', /push policy must be one of queue, drop-oldest, drop-new, close, coalesce \(got bogus\)/],
+      ['coalesce-no-key', /push policy 'coalesce' needs a coalesceKey string/],
+      ['conn', /ctx\.pushTo\(conns, \.\.\.\): conns must be a connection token or an array of them, got "abc"/],
+      ['join', /ctx\.join\(\): the group must be a non-empty string, got 42/],
+      ['group', /ctx\.pushToGroup\(\): the group must be a non-empty string, got undefined/],
+      ['close', /ctx\.close\(reason\): reason must be a string, got an object/],
+      ['topic', /topic must be at most 255 bytes of UTF-8, got 300/],
+    ];
+    for (const [what, message] of cases) {
+      const e = await rejection(c.request('badCall', { what }));
+      expect([what, e.code]).toEqual([what, ErrorCode.HANDLER_ERROR]);
+      expect(e.message).toMatch(message);
+    }
+    const me = (await c.request<{ conn: number }>('whoami')).body.conn;
+    expect(() => s.join(me, 42 as never)).toThrow(/join\(\): the group must be a non-empty string, got number/);
+    expect(() => s.pushToGroup('' as never, 't')).toThrow(/pushToGroup\(\): the group must be a non-empty string, got ""/);
+    expect(() => s.closeConnection(me, { why: 1 } as never)).toThrow(/closeConnection\(conn, reason\): reason must be a string, got object/);
+    expect(() => s.push(me, 'y'.repeat(300))).toThrow(/topic must be at most 255 bytes of UTF-8/);
+    expect(() => s.push(me, 42 as never)).toThrow(/topic must be a string, got number/);
+    // Nothing of it reached the connection.
+    expect((await c.request('echo', 'fine')).body).toBe('fine');
+  });
+
   it('answers PING with PONG, a bad checksum with BAD_CHECKSUM in its place, a bad body with BAD_MESSAGE, and a bad magic with GOAWAY and close', async () => {
     const s = await startServer();
     const c = await client(s);

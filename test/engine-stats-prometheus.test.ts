@@ -41,6 +41,24 @@ describe('stats as Prometheus text', () => {
     }
   });
 
+  it('refuses what would make invalid exposition text: a bad prefix, label name or label value, or no stats', () => {
+    const server = listenRaw({}, {});
+    try {
+      const st = server.stats();
+      expect(() => statsToPrometheus(st, { prefix: 5 as never })).toThrow(/options\.prefix must be a metric-name prefix/);
+      expect(() => statsToPrometheus(st, { prefix: 'my app_' })).toThrow(/options\.prefix must be a metric-name prefix .* got "my app_"/);
+      expect(() => statsToPrometheus(st, { extraLabels: { 'bad label': 'x' } })).toThrow(/invalid label name "bad label"/);
+      expect(() => statsToPrometheus(st, { extraLabels: { __name: 'x' } })).toThrow(/invalid label name "__name"/);
+      expect(() => statsToPrometheus(st, { extraLabels: { n: 1 as never } })).toThrow(/options\.extraLabels\.n must be a string, got number/);
+      expect(() => statsToPrometheus(null as never)).toThrow(/stats must be a stats\(\) snapshot, got null/);
+      expect(() => statsToPrometheus({} as never)).toThrow(/stats must be a stats\(\) snapshot/);
+      // An empty prefix and good labels are fine.
+      expect(statsToPrometheus(st, { prefix: '', extraLabels: { server: 'a' } })).toMatch(/^connections_open\{backend="[a-z_]+",server="a"\} 0$/m);
+    } finally {
+      server.destroy();
+    }
+  });
+
   it('ring.usedBytes counts records JS has not drained yet', async () => {
     const server = listenRaw({}, { frame: () => {} });
     try {

@@ -131,41 +131,62 @@ class Ctx implements TurnContext {
     this.selfPushes.push(encoder.encodePrefixed(Messages.push(topic, body, options)));
   }
 
+  // The arguments are checked even for a turn no longer live, and before
+  // anything is queued: a mistake throws in the handler, where it was made.
   pushTo(conns: number | readonly number[], topic: string, body?: unknown, options: PushOptions = {}): void {
-    if (!this.live) return;
+    const list = typeof conns === 'number' ? [conns] : Array.isArray(conns) ? [...conns] : null;
+    if (list === null || !list.every((c) => Number.isSafeInteger(c))) {
+      throw new TypeError(`ctx.pushTo(conns, ...): conns must be a connection token or an array of them, got ${shown(conns)}`);
+    }
     const { exceptSelf: _e, policy, coalesceKey, ...send } = options;
-    const list = typeof conns === 'number' ? [conns] : [...conns];
+    const how = policyOf(policy, coalesceKey);
+    if (!this.live) return;
     const frame = encoder.encodePrefixed(Messages.push(topic, body, send));
     const others = list.filter((c) => c !== this.conn);
     if (others.length !== list.length) this.selfPushes.push(frame);
-    if (others.length > 0) this.turn.cmds.push({ op: CmdOp.PUSH_TO, targets: others, frame, ...policyOf(policy, coalesceKey) });
+    if (others.length > 0) this.turn.cmds.push({ op: CmdOp.PUSH_TO, targets: others, frame, ...how });
   }
 
   pushToGroup(group: string, topic: string, body?: unknown, options: PushOptions = {}): void {
-    if (!this.live) return;
+    checkGroup('ctx.pushToGroup', group);
     const { exceptSelf, policy, coalesceKey, ...send } = options;
+    const how = policyOf(policy, coalesceKey);
+    if (!this.live) return;
     const frame = encoder.encodePrefixed(Messages.push(topic, body, send));
-    this.turn.cmds.push({ op: CmdOp.PUSH_GROUP, group: String(group), frame, except: exceptSelf ? this.conn : -1, ...policyOf(policy, coalesceKey) });
+    this.turn.cmds.push({ op: CmdOp.PUSH_GROUP, group, frame, except: exceptSelf ? this.conn : -1, ...how });
   }
 
   broadcast(topic: string, body?: unknown, options: PushOptions = {}): void {
-    if (!this.live) return;
     const { exceptSelf, policy, coalesceKey, ...send } = options;
+    const how = policyOf(policy, coalesceKey);
+    if (!this.live) return;
     const frame = encoder.encodePrefixed(Messages.push(topic, body, send));
-    this.turn.cmds.push({ op: CmdOp.BROADCAST, frame, except: exceptSelf ? this.conn : -1, ...policyOf(policy, coalesceKey) });
+    this.turn.cmds.push({ op: CmdOp.BROADCAST, frame, except: exceptSelf ? this.conn : -1, ...how });
   }
 
   join(group: string): void {
-    if (this.live) this.turn.cmds.push({ op: CmdOp.JOIN, group: String(group) });
+    checkGroup('ctx.join', group);
+    if (this.live) this.turn.cmds.push({ op: CmdOp.JOIN, group });
   }
 
   leave(group: string): void {
-    if (this.live) this.turn.cmds.push({ op: CmdOp.LEAVE, group: String(group) });
+    checkGroup('ctx.leave', group);
+    if (this.live) this.turn.cmds.push({ op: CmdOp.LEAVE, group });
   }
 
   close(reason = ''): void {
-    if (this.live) this.turn.close = String(reason);
+    if (typeof reason !== 'string') throw new TypeError(`ctx.close(reason): reason must be a string, got ${shown(reason)}`);
+    if (this.live) this.turn.close = reason;
   }
+}
+
+function shown(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : Array.isArray(v) ? 'an array with a non-token in it' : typeof v === 'object' ? 'an object' : String(v);
+}
+
+/** A group is named by a non-empty string (String(undefined) would make a group "undefined"). */
+function checkGroup(method: string, group: unknown): asserts group is string {
+  if (typeof group !== 'string' || group.length === 0) throw new TypeError(`${method}(): the group must be a non-empty string, got ${shown(group)}`);
 }
 
 /** A push policy as a command carries it; a bad one throws in the handler (so the handler's caller hears of it). */

@@ -203,6 +203,10 @@ export function actorClassOf(mod: Record<string, unknown>, where: string): typeo
   if (typeof c !== 'function' || typeof (c as { prototype?: unknown }).prototype !== 'object') {
     throw new TypeError(`actor module ${where} must export a SocketActor subclass as default (or as "actor")`);
   }
+  // Not instanceof: the module may import whirlwind from another copy of the package.
+  if (typeof (c as { prototype: { initialState?: unknown } }).prototype.initialState !== 'function') {
+    throw new TypeError(`actor class in ${where} must extend SocketActor (it has no initialState())`);
+  }
   const h = (c as { handlers?: unknown }).handlers;
   if (h === null || typeof h !== 'object') throw new TypeError(`actor class in ${where} needs a static handlers table`);
   for (const [k, v] of Object.entries(h)) {

@@ -153,5 +153,10 @@ export function resolveActorOptions(options: ActorServerOptions): {
   if (!PUSH_POLICIES.includes(r.defaultPushPolicy) || r.defaultPushPolicy === 'coalesce') {
     throw new OptionError('defaultPushPolicy', `must be one of queue, drop-oldest, drop-new, close (got ${String(r.defaultPushPolicy)})`);
   }
+  const mf = engineOptions.maxFrameBytes;
+  if (typeof mf === 'number' && Number.isInteger(mf) && mf < 28) {
+    // (The engine checks the rest of it.)
+    throw new OptionError('maxFrameBytes', `must be at least 28 for an actor server: every protocol message has a 28-byte header (got ${mf})`);
+  }
   return { actor, actorOptions: r, engineOptions: engineOptions as EngineOptions };
 }

@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import * as Comlink from 'comlink';
 import { Piscina } from 'piscina';
 import { type CloseInfo, type EngineStats, RawServer } from '../engine.js';
+import { OptionError } from '../errors.js';
 import { ENGINE_DEFAULTS, type EngineOptions, type PeerAddress } from '../options.js';
 import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from '../protocol/encoder.js';
 import { ErrorCode, ProtocolError } from '../protocol/errors.js';
@@ -279,7 +280,14 @@ export class ActorServer extends EventEmitter {
   /** Loads the actor module (to check it and learn its hooks), starts the pool, listens. */
   async listen(): Promise<this> {
     if (this.#raw) return this;
-    const mod = (await import(this.actorModule.href)) as Record<string, unknown>;
+    let mod: Record<string, unknown>;
+    try {
+      mod = (await import(this.actorModule.href)) as Record<string, unknown>;
+    } catch (e) {
+      // Name the module and the option: a SyntaxError from import() names neither.
+      const err = e as Error;
+      throw new OptionError('actor', `could not load ${this.actorModule.href}: ${err?.name ?? 'Error'}: ${err?.message ?? String(e)}`, { cause: e });
+    }
     this.#shape = shapeOf(actorClassOf(mod, this.actorModule.href));
     const o = this.options;
     const init = workerInit(this.actorModule.href, o);
@@ -388,6 +396,7 @@ export class ActorServer extends EventEmitter {
   }
 
   pushToGroup(group: string, topic: string, body?: unknown, options: PushOptions & { except?: number } = {}): number {
+    checkGroup('pushToGroup', group);
     const { frame, policy, key } = this.#pushFrame(topic, body, options);
     let n = 0;
     for (const id of this.#groups.get(group) ?? []) if (id !== options.except && this.#deliver(id, frame, policy, key)) n++;
@@ -413,6 +422,7 @@ export class ActorServer extends EventEmitter {
   }
 
   join(conn: number, group: string): boolean {
+    checkGroup('join', group);
     const c = this.#conns.get(conn);
     if (!c || c.closed) return false;
     this.#join(c, group);
@@ -420,6 +430,7 @@ export class ActorServer extends EventEmitter {
   }
 
   leave(conn: number, group: string): boolean {
+    checkGroup('leave', group);
     const c = this.#conns.get(conn);
     if (!c) return false;
     this.#leave(c, group);
@@ -432,6 +443,7 @@ export class ActorServer extends EventEmitter {
    * running are not answered (its client fails them as CONNECTION_CLOSED).
    */
   closeConnection(conn: number, reason = 'closed by the server'): boolean {
+    if (typeof reason !== 'string') throw new TypeError(`closeConnection(conn, reason): reason must be a string, got ${reason === null ? 'null' : typeof reason}`);
     const c = this.#conns.get(conn);
     if (!c || c.closed || c.closing) return false;
     this.#goAway(c, ErrorCode.NONE, reason);
@@ -1187,6 +1199,13 @@ export class ActorServer extends EventEmitter {
 interface SharedFrame {
   view: Uint8Array;
   copy(): Uint8Array;
+}
+
+/** A group is named by a non-empty string. */
+function checkGroup(method: string, group: unknown): void {
+  if (typeof group !== 'string' || group.length === 0) {
+    throw new TypeError(`${method}(): the group must be a non-empty string, got ${typeof group === 'string' ? '""' : group === null ? 'null' : typeof group}`);
+  }
 }
 
 function copyOnce(buf: Buffer, off: number, len: number): SharedFrame {
