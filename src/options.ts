@@ -2,6 +2,7 @@
 // docs/api.md lists the same defaults; test/api-docs-defaults.test.ts checks.
 import { availableParallelism } from 'node:os';
 import { OptionError } from './errors.js';
+import { describe } from './protocol/defaults.js';
 import { LAYOUT } from './layout.js';
 
 export type BackendName = 'epoll' | 'io_uring' | 'iocp';
@@ -100,12 +101,14 @@ export function defaultIoThreads(): number {
   return Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2)));
 }
 
-function int(name: string, v: unknown, min: number, max: number): number {
+/** An integer option in [min, max], else an OptionError naming it (a string value is shown quoted: got "7000"). */
+export function intOption(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new OptionError(name, `must be an integer from ${min} to ${max} (got ${String(v)})`);
+    throw new OptionError(name, `must be an integer from ${min} to ${max} (got ${describe(v)})`);
   }
   return v;
 }
+const int = intOption;
 
 export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngineOptions {
   if (options === null || typeof options !== 'object') {

@@ -1,5 +1,9 @@
 // docs/api.md must show the same defaults as the code (ENGINE_DEFAULTS, ACTOR_DEFAULTS).
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ACTOR_DEFAULTS, ENGINE_DEFAULTS } from '../src/index.js';
 
@@ -42,6 +46,23 @@ describe('docs/api.md', () => {
       return;
     }
     expect(literalOf(cell), `default cell of ${option}: ${cell}`).toBe(expected(value));
+  });
+
+  it('has a TypeScript actor example that compiles under strict, against the package as built', () => {
+    const from = doc.indexOf('// chat-actor.ts');
+    const to = doc.indexOf('// server.ts', from);
+    expect(from).toBeGreaterThan(0);
+    const dir = mkdtempSync(join(tmpdir(), 'ww-doc-ts-'));
+    try {
+      const index = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
+      writeFileSync(join(dir, 'chat-actor.ts'), doc.slice(from, to).replace(/from 'whirlwind'/g, `from ${JSON.stringify(index)}`));
+      const tsc = fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url));
+      const r = spawnSync(process.execPath, [tsc, '--strict', '--noEmit', '--skipLibCheck', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', join(dir, 'chat-actor.ts')], { encoding: 'utf8', timeout: 60_000 });
+      expect(r.stdout + r.stderr).toBe('');
+      expect(r.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('keeps the worker idle timeout default away from 0 (piscina\'s 0 thrashed workers)', () => {

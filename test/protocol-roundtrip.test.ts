@@ -333,3 +333,17 @@ describe('stream framing', () => {
     expect(f.buffer).toBe(stream.buffer);
   });
 });
+
+describe('bodies MessagePack cannot carry', () => {
+  test('are refused with errors that say what the value held, not which msgpackr setting to change', () => {
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    expect(() => packBody(2n ** 70n)).toThrow(/^the body holds a bigint outside the 64-bit range \(-2\^63 to 2\^64-1\), which MessagePack cannot carry$/);
+    expect(() => packBody({ nested: [-(2n ** 64n)] })).toThrow(RangeError);
+    expect(() => packBody(cycle)).toThrow(/^the body nests too deeply or refers to itself \(a cycle\), which MessagePack cannot carry$/);
+    expect(() => packBody(Symbol('s'))).toThrow(/^the body holds a Symbol, which MessagePack cannot carry$/);
+    // The edges of the range still pack.
+    expect(unpackBody(packBody(2n ** 64n - 1n))).toBe(2n ** 64n - 1n);
+    expect(unpackBody(packBody(-(2n ** 63n)))).toBe(-(2n ** 63n));
+  });
+});

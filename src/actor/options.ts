@@ -7,7 +7,7 @@ import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CODEC_DEFAULTS } from '../protocol/defaults.js';
 import { OptionError } from '../errors.js';
-import { ENGINE_DEFAULTS, type EngineOptions } from '../options.js';
+import { ENGINE_DEFAULTS, type EngineOptions, intOption } from '../options.js';
 import { PUSH_POLICIES, type PushPolicy } from './actor.js';
 
 /** V8 heap limits of each worker (worker_threads `resourceLimits`). */
@@ -89,12 +89,7 @@ export function defaultMaxWorkers(): number {
   return Math.max(1, availableParallelism());
 }
 
-function int(name: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new OptionError(name, `must be an integer from ${min} to ${max} (got ${String(v)})`);
-  }
-  return v;
-}
+const int = intOption;
 
 /** Splits options into the actor layer's (validated, defaults filled), the engine's, and the module. */
 export function resolveActorOptions(options: ActorServerOptions): {

@@ -60,11 +60,32 @@ export function packBody(value: unknown): Buffer {
   // same bytes (holdsWideView; docs/protocol.md, "Body"); inside instances
   // of other classes they are not looked for.
   if (ArrayBuffer.isView(value)) return packBin(byteView(value));
-  if (typeof value === 'object' && value !== null) {
-    walkBudget = WALK_BUDGET;
-    if (holdsWideView(value, WALK_DEPTH)) return packr.pack(withByteViews(value, WALK_DEPTH));
+  try {
+    if (typeof value === 'object' && value !== null) {
+      walkBudget = WALK_BUDGET;
+      if (holdsWideView(value, WALK_DEPTH)) return packr.pack(withByteViews(value, WALK_DEPTH));
+    }
+    return packr.pack(value);
+  } catch (e) {
+    throw packError(e);
   }
-  return packr.pack(value);
+}
+
+/**
+ * msgpackr's errors name its own settings (useBigIntExtension,
+ * largeBigIntToFloat), which whirlwind does not let anyone set, or are a bare
+ * stack overflow: say what the value held instead.
+ */
+function packError(e: unknown): Error {
+  const m = e instanceof Error ? e.message : String(e);
+  if (/BigInt|bigint/i.test(m) && /(range|too large|useBigIntExtension|largeBigIntToFloat)/i.test(m)) {
+    return new RangeError('the body holds a bigint outside the 64-bit range (-2^63 to 2^64-1), which MessagePack cannot carry', { cause: e });
+  }
+  if (e instanceof RangeError && /call stack/i.test(m)) {
+    return new RangeError('the body nests too deeply or refers to itself (a cycle), which MessagePack cannot carry', { cause: e });
+  }
+  if (/Unknown type: symbol/i.test(m)) return new TypeError('the body holds a Symbol, which MessagePack cannot carry', { cause: e });
+  return e instanceof Error ? e : new Error(m);
 }
 
 /** How deep packBody looks for nested views: the decoder's default maxDepth (deeper bodies are refused by receivers anyway). */
