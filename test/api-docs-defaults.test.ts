@@ -1,6 +1,6 @@
 // docs/api.md must show the same defaults as the code (ENGINE_DEFAULTS, ACTOR_DEFAULTS).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,7 +48,11 @@ describe('docs/api.md', () => {
     expect(literalOf(cell), `default cell of ${option}: ${cell}`).toBe(expected(value));
   });
 
-  it('has a TypeScript actor example that compiles under strict, against the package as built', () => {
+  // The Windows run (test/windows) installs vitest alone, not the TypeScript
+  // compiler; the example is the same there, and the Linux run compiles it.
+  const tsc = fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url));
+  const noTsc = existsSync(tsc) ? '' : ' (skipped: the TypeScript compiler is not installed here)';
+  it.skipIf(noTsc !== '')(`has a TypeScript actor example that compiles under strict, against the package as built${noTsc}`, () => {
     const from = doc.indexOf('// chat-actor.ts');
     const to = doc.indexOf('// server.ts', from);
     expect(from).toBeGreaterThan(0);
@@ -56,7 +60,6 @@ describe('docs/api.md', () => {
     try {
       const index = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
       writeFileSync(join(dir, 'chat-actor.ts'), doc.slice(from, to).replace(/from 'whirlwind'/g, `from ${JSON.stringify(index)}`));
-      const tsc = fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url));
       const r = spawnSync(process.execPath, [tsc, '--strict', '--noEmit', '--skipLibCheck', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', join(dir, 'chat-actor.ts')], { encoding: 'utf8', timeout: 60_000 });
       expect(r.stdout + r.stderr).toBe('');
       expect(r.status).toBe(0);
