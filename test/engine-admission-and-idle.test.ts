@@ -171,6 +171,34 @@ describe.each(backendCases)('admission and idle: $title', ({ name, available }) 
     expect(server.stats().connections.closed.idle).toBe(1);
   });
 
+  it.skipIf(!available)('closes a connection whose flushed close cannot finish (the peer reads nothing) after a whole idle timeout', async () => {
+    const closes = new Map<number, CloseInfo>();
+    const opens: number[] = [];
+    const server = listenRaw({ backend: name, idleTimeoutMs: 300 }, {
+      open: (c) => void opens.push(c),
+      close: (c, info) => void closes.set(c, info),
+    });
+    servers.push(server);
+    // A peer that never reads: 32 MiB cannot all fit in the two sockets' buffers.
+    const sock = net.connect({ port: server.port, host: '127.0.0.1' });
+    sock.pause();
+    sock.on('error', () => {});
+    await until(() => opens.length === 1, 5000, 'open');
+    const conn = opens[0]!;
+    const chunk = Buffer.alloc(1 << 20);
+    for (let i = 0; i < 32; i++) expect(server.send(conn, chunk)).toBe(true);
+    expect(server.closeConnection(conn)).toBe(true); // flushed: waits for the peer
+    const t0 = Date.now();
+    await until(() => closes.size === 1, 5000, 'the stuck flushed close ends');
+    const took = Date.now() - t0;
+    const info = closes.get(conn)!;
+    expect([info.reason, info.detail]).toEqual(['idle', 300]);
+    // A whole timeout after the close began, and not much more (the sweep runs every quarter).
+    expect(took).toBeGreaterThanOrEqual(250);
+    expect(server.stats().pendingSendBytes).toBe(0);
+    sock.destroy();
+  });
+
   // ss is Linux's: Windows has no tool that shows another socket's
   // keep-alive timer.  test/windows/linux-clients.mjs checks the Windows
   // build's keep-alive with ss from the Linux side, under Wine.

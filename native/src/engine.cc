@@ -680,6 +680,7 @@ void IoThread::request_close(Conn* c, uint32_t reason, int err, uint32_t detail,
       c->close_after_flush = true;
       c->close_reason = uint8_t(reason);
       c->close_detail = detail;
+      c->last_active_ms = turn_ms_;  // the idle sweep gives the flush a whole timeout
       set_live(c, 0);
     }
     return;
@@ -781,8 +782,16 @@ void IoThread::sweep_idle(int64_t now) {
   const EngineOptions& o = engine_->opts_;
   for (uint32_t s = 0; s < slots_used_; ++s) {
     Conn* c = conn_at(s);
-    if (!c || c->state != ConnState::kOpen || c->close_after_flush) continue;
+    if (!c || c->state != ConnState::kOpen) continue;
     if (now - c->last_active_ms < int64_t(o.idle_timeout_ms)) continue;
+    if (c->close_after_flush) {
+      // A flushed close (closeConnection, an idle or refuse or too-large
+      // frame) to a peer that reads nothing would wait for ever: after a
+      // whole timeout with no send done since the close began, close at
+      // once (reason idle; what was not written is dropped).
+      begin_close(c, kCloseIdle, 0, o.idle_timeout_ms);
+      continue;
+    }
     if (o.idle_frame.empty()) {
       begin_close(c, kCloseIdle, 0, o.idle_timeout_ms);
       continue;
