@@ -276,6 +276,7 @@ export class RawServer {
         refuseFrame: o.refuseFrame ?? undefined,
         idleTimeoutMs: o.idleTimeoutMs,
         idleFrame: o.idleFrame ?? undefined,
+        flushTimeoutMs: o.flushTimeoutMs,
         tooLargeFrame: o.tooLargeFrame ?? undefined,
         keepAliveMs: o.keepAliveMs,
         holdNew: o.acceptHook !== null,

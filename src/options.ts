@@ -59,6 +59,8 @@ export interface EngineOptions {
   idleTimeoutMs?: number;
   /** Bytes (whole frames) written to an idle connection before it is closed. */
   idleFrame?: Uint8Array | null;
+  /** How long a flushed close may wait, with no write done, for a peer that reads nothing (0: for ever). */
+  flushTimeoutMs?: number;
   /** Bytes (whole frames) written to a connection that announced a frame over maxFrameBytes, before it is closed. */
   tooLargeFrame?: Uint8Array | null;
   /** TCP keep-alive: first probe after this much silence (0: off). */
@@ -90,6 +92,7 @@ export const ENGINE_DEFAULTS: Readonly<ResolvedEngineOptions> = Object.freeze({
   refuseFrame: null,
   idleTimeoutMs: 0,
   idleFrame: null,
+  flushTimeoutMs: 30_000,
   tooLargeFrame: null,
   keepAliveMs: 0,
   acceptHook: null,
@@ -157,6 +160,7 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
   int('maxConnections', o.maxConnections, 0, 0xffff_ffff);
   int('maxConnectionsPerAddress', o.maxConnectionsPerAddress, 0, 0xffff_ffff);
   int('idleTimeoutMs', o.idleTimeoutMs, 0, 0x7fff_ffff);
+  int('flushTimeoutMs', o.flushTimeoutMs, 0, 0x7fff_ffff);
   int('keepAliveMs', o.keepAliveMs, 0, 0x7fff_ffff);
   if (o.acceptHook !== null && typeof o.acceptHook !== 'function') throw new OptionError('acceptHook', 'must be a function or null');
   int('acceptHookTimeoutMs', o.acceptHookTimeoutMs, 1, 0x7fff_ffff);

@@ -60,6 +60,17 @@ describe('actor failure recovery', () => {
     expect((await c.request<{ failures: number }>('state')).body.failures).toBe(1);
   });
 
+  it('allows a task its onTurnFailed hooks too: pipelined timeouts with an awaiting hook do not get the worker stopped', async () => {
+    // 10 requests x (200 ms handler timeout + 150 ms hook) = 3.5 s: over the
+    // 200 x 11 + 1000 = 3.2 s the watchdog allowed when it counted handlers only.
+    const s = await startServer({ actor: new URL('./fixtures/actors/slow-hook-actor.mjs', import.meta.url), handlerTimeoutMs: 200, maxWorkers: 1 });
+    const c = await client(s);
+    const codes = await Promise.all(Array.from({ length: 10 }, () => codeOf(c.request('wait'))));
+    expect(codes).toEqual(Array(10).fill(ErrorCode.TIMEOUT));
+    // Every hook ran and its state stayed (a stopped worker would have lost it).
+    expect((await c.request('failed')).body).toBe(10);
+  });
+
   it('stops a worker stuck in a synchronous loop, answers TIMEOUT, and carries on', async () => {
     const s = await startServer({ handlerTimeoutMs: 200, minWorkers: 2, maxWorkers: 2 });
     const a = await client(s);

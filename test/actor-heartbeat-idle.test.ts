@@ -5,7 +5,7 @@
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { type CloseInfo, ErrorCode, FrameReader, Kind, MessageDecoder } from '../src/index.js';
+import { type CloseInfo, ErrorCode, FrameReader, Kind, MessageDecoder, MessageEncoder, Messages } from '../src/index.js';
 import { client, startServer, useActorServers } from './fixtures/actor-server.js';
 import { waitFor } from './fixtures/wait.js';
 
@@ -44,6 +44,26 @@ describe('actor heartbeats and idle close', () => {
     expect(m.got).toEqual([expect.objectContaining({ kind: Kind.GOAWAY, code: ErrorCode.TIMEOUT })]);
     await waitFor(() => reasons.length === 1, 'close event');
     expect(reasons).toEqual(['idle']);
+  });
+
+  it('closes a connection the server closed (GOAWAY) whose peer reads nothing, after flushTimeoutMs', async () => {
+    const s = await startServer({ flushTimeoutMs: 300 });
+    const closes: Array<[number, CloseInfo]> = [];
+    s.on('close', (conn: number, info: CloseInfo) => closes.push([conn, info]));
+    const m = await mute(s.port);
+    m.sock.pause(); // reads nothing from now on
+    const enc = new MessageEncoder();
+    const body = Buffer.alloc(1 << 20, 7);
+    // 40 MiB of answers cannot all fit in the two sockets' buffers.
+    for (let i = 1; i <= 40; i++) m.sock.write(enc.encodePrefixed(Messages.request(i, 'echo', body)));
+    await waitFor(() => s.connections().length === 1 && s.stats().requests >= 40, 'requests in');
+    await waitFor(() => s.stats().engine.pendingSendBytes > 0, 'answers stuck');
+    const conn = s.connections()[0]!;
+    expect(s.closeConnection(conn, 'bye')).toBe(true);
+    await waitFor(() => closes.length === 1, 'close event');
+    expect(closes[0]![1]).toMatchObject({ reason: 'idle', detail: 300 });
+    expect(s.stats().engine.connections.open).toBe(0);
+    m.sock.destroy();
   });
 
   it('tells a connection that announces a frame over maxFrameBytes why (GOAWAY FRAME_TOO_LARGE) before closing it', async () => {

@@ -78,6 +78,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     opts.max_connections = get_u32(o, "maxConnections", 0);
     opts.max_per_address = get_u32(o, "maxConnectionsPerAddress", 0);
     opts.idle_timeout_ms = get_u32(o, "idleTimeoutMs", 0);
+    opts.flush_timeout_ms = get_u32(o, "flushTimeoutMs", 0);
     opts.keepalive_ms = get_u32(o, "keepAliveMs", 0);
     opts.hold_new = o.Get("holdNew").ToBoolean().Value();
     for (const char* key : {"refuseFrame", "idleFrame", "tooLargeFrame"}) {

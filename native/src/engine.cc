@@ -277,19 +277,21 @@ void IoThread::run() {
   while (true) {
     if (e->stopped_) break;
     int timeout = -1;
-    const uint32_t idle = e->opts_.idle_timeout_ms;
-    if (idle) {
+    // The sweep serves both timeouts; it runs at the pace of the shorter.
+    const uint32_t idle = e->opts_.idle_timeout_ms, flush = e->opts_.flush_timeout_ms;
+    const uint32_t pace = idle && flush ? (idle < flush ? idle : flush) : (idle ? idle : flush);
+    if (pace) {
       int64_t now = now_ms();
       if (now >= next_sweep_ms_) {
         sweep_idle(now);
         // A coarse sweep: every connection is looked at once per quarter of
         // the timeout (at least every 50 ms), not one timer per connection.
-        next_sweep_ms_ = now + (idle / 4 > 50 ? idle / 4 : 50);
+        next_sweep_ms_ = now + (pace / 4 > 50 ? pace / 4 : 50);
       }
       timeout = int(next_sweep_ms_ - now);
     }
     int n = poller_->wait(comps, kBatch, timeout);
-    if (idle) turn_ms_ = now_ms();
+    if (pace) turn_ms_ = now_ms();
     stat_add(kStatWakeups);
     for (int i = 0; i < n; ++i) dispatch(comps[i]);
     for (Conn* c : send_touched_) {
@@ -783,15 +785,15 @@ void IoThread::sweep_idle(int64_t now) {
   for (uint32_t s = 0; s < slots_used_; ++s) {
     Conn* c = conn_at(s);
     if (!c || c->state != ConnState::kOpen) continue;
-    if (now - c->last_active_ms < int64_t(o.idle_timeout_ms)) continue;
     if (c->close_after_flush) {
       // A flushed close (closeConnection, an idle or refuse or too-large
-      // frame) to a peer that reads nothing would wait for ever: after a
-      // whole timeout with no send done since the close began, close at
+      // frame) to a peer that reads nothing would wait for ever: after
+      // flushTimeoutMs with no send done since the close began, close at
       // once (reason idle; what was not written is dropped).
-      begin_close(c, kCloseIdle, 0, o.idle_timeout_ms);
+      if (o.flush_timeout_ms && now - c->last_active_ms >= int64_t(o.flush_timeout_ms)) begin_close(c, kCloseIdle, 0, o.flush_timeout_ms);
       continue;
     }
+    if (!o.idle_timeout_ms || now - c->last_active_ms < int64_t(o.idle_timeout_ms)) continue;
     if (o.idle_frame.empty()) {
       begin_close(c, kCloseIdle, 0, o.idle_timeout_ms);
       continue;

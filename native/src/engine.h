@@ -51,6 +51,7 @@ struct EngineOptions {
   uint32_t max_per_address = 0;          // 0: no limit
   std::vector<uint8_t> refuse_frame;     // written to a refused connection before it closes
   uint32_t idle_timeout_ms = 0;          // 0: off
+  uint32_t flush_timeout_ms = 0;         // a flushed close with no write done this long closes at once; 0: off
   std::vector<uint8_t> idle_frame;       // written before an idle connection closes
   std::vector<uint8_t> too_large_frame;  // written before a connection that sent a too-large length closes
   uint32_t keepalive_ms = 0;             // 0: off

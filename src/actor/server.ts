@@ -1006,8 +1006,11 @@ export class ActorServer extends EventEmitter {
     // aborting a running piscina task terminates its worker.  The clock starts
     // at posting, so a queued task is also allowed the longest a task ahead of
     // it may take; else it would be aborted with the stuck one it waited behind.
+    // A request's turn may take the handler's time and, when it fails, as
+    // much again for onTurnFailed (both bounded by handlerTimeoutMs).
     const limit = this.options.handlerTimeoutMs;
-    const watchdog = limit > 0 ? new Watchdog(limit * (1 + longest) + 1000 + (queued ? limit * (1 + maxPer) + 1000 : 0)) : null;
+    const per = this.#shape!.hasTurnFailed ? 2 : 1;
+    const watchdog = limit > 0 ? new Watchdog(limit * (1 + per * longest) + 1000 + (queued ? limit * (1 + per * maxPer) + 1000 : 0)) : null;
     this.#pool!.run(task, { transferList: [buf.buffer] as never, signal: watchdog }).then(
       (result: TaskResult) => this.#onResult(conns, result),
       (error: unknown) => this.#onTaskFailed(conns, error, watchdog?.aborted ?? false),
