@@ -451,6 +451,35 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
       expect(rec.server.send(rec.opens[0]!.conn, Buffer.from('x'))).toBe(false);
     });
 
+    it('sees the end of a peer whose frame and FIN arrive together (no edge of their own for the EOF)', async () => {
+      const frames = new Map<number, string[]>();
+      const closes = new Map<number, CloseInfo>();
+      const opens: number[] = [];
+      const server = listenRaw(
+        { backend: name },
+        {
+          // Not read until both the frame and the FIN are there.
+          open: (conn) => void (opens.push(conn), server.pauseReading(conn)),
+          frame: (conn, data) => void frames.set(conn, [...(frames.get(conn) ?? []), data.toString()]),
+          close: (conn, info) => void closes.set(conn, info),
+        },
+      );
+      servers.push(server);
+      const n = 20;
+      const cs = await Promise.all(Array.from({ length: n }, () => connect(server)));
+      await until(() => opens.length === n, 5000, 'opens');
+      for (const c of cs) c.socket.end(frame(Buffer.from('last words')));
+      await new Promise((r) => setTimeout(r, 200));
+      for (const conn of opens) server.resumeReading(conn);
+      // (epoll read the data, took the short read for "drained" and never saw the FIN: the
+      // connections stayed open for good, and with maxConnectionsPerAddress locked the peer out.)
+      await until(() => closes.size === n, 5000, 'every close');
+      expect([...closes.values()].every((i) => i.reason === 'peer')).toBe(true);
+      expect(opens.map((conn) => frames.get(conn))).toEqual(Array(n).fill(['last words']));
+      expect(server.stats().connections.open).toBe(0);
+      await Promise.all(cs.map((c) => c.waitClosed()));
+    });
+
     it('close() frees the port at once: new connections are refused and a new server can listen on it', async () => {
       for (const clientsBefore of [0, 3]) {
         const rec = echo();

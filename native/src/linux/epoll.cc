@@ -36,6 +36,7 @@ constexpr uint32_t kWantWrite = 1u << 1;  // a send waits for EPOLLOUT
 constexpr uint32_t kRecvDone = 1u << 2;   // EOF or error reported
 constexpr uint32_t kPaused = 1u << 3;     // pause_recv: do not read
 constexpr uint32_t kMissed = 1u << 4;     // readable while paused (edge remembered)
+constexpr uint32_t kPeerEnded = 1u << 5;  // EPOLLRDHUP/HUP/ERR seen: read on to the EOF or error
 
 int64_t now_ms() {
   struct timespec ts;
@@ -183,6 +184,7 @@ class EpollPoller final : public Poller {
         }
         Conn* c = static_cast<Conn*>(p);
         if ((e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !(c->be_flags & kRecvDone)) {
+          if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->be_flags |= kPeerEnded;
           if (c->be_flags & kPaused) c->be_flags |= kMissed;
           else make_ready(c);
         }
@@ -209,9 +211,12 @@ class EpollPoller final : public Poller {
         cp = completion_of(CompKind::kReceived, c, int32_t(r));
         cp.buf = b;
         cp.data = data;
-        if (size_t(r) < buf_size_) {
+        if (size_t(r) < buf_size_ && !(c->be_flags & kPeerEnded)) {
           // A short read drained the socket; edge-triggered epoll reports new
-          // data with a new edge.
+          // data with a new edge.  Not so the end: a FIN or RST that came
+          // with the data (the event said EPOLLRDHUP/HUP/ERR) gives no new
+          // edge, so then the connection stays ready and the next read
+          // returns the EOF or the error.
           unready(c);
         } else {
           // Maybe more: go to the back of the line (fairness).
