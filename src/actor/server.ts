@@ -72,6 +72,8 @@ class Conn {
   closed = false;
   /** We decided to close it (GOAWAY sent or queued): frames from it are ignored. */
   closing = false;
+  /** A fatal protocol error was seen: no more frames are taken; its GOAWAY waits in the mailbox behind the answers before it. */
+  refusing = false;
   closeReason: string | null = null;
   groups: Set<string> | null = null;
   /** Heartbeat clock tick of the last frame received; the tick a PING went out (0: none outstanding). */
@@ -612,7 +614,7 @@ export class ActorServer extends EventEmitter {
 
   #onFrame(conn: number, data: Buffer, check: number): void {
     const c = this.#conns.get(conn);
-    if (c === undefined || c.closing || data.length === 0) return;
+    if (c === undefined || c.closing || c.refusing || data.length === 0) return;
     c.seen = this.#tick;
     c.pingAt = 0;
     if (check !== 0) return this.#badFrame(c, data);
@@ -706,7 +708,9 @@ export class ActorServer extends EventEmitter {
     }
     const { answer, close } = this.#codec.answerFor(error);
     if (close) {
-      c.closing = true;
+      // Not `closing` yet: the answers queued before this (a turn running
+      // now) still go out, then the GOAWAY and the close (#pump, #send).
+      c.refusing = true;
       this.raw.pauseReading(c.id);
       this.#enqueue(c, { k: OUT, bytes: answer ? this.#encoder.encodePrefixed(answer) : new Uint8Array(0), close: (error as Error).message, policy: ANSWER, key: null });
     } else if (answer) this.#enqueue(c, { k: OUT, bytes: this.#encoder.encodePrefixed(answer), close: null, policy: ANSWER, key: null });
