@@ -169,6 +169,14 @@ function closeInfo(code: number, errno: number, detail: number, maxFrame: number
 
 let layoutChecked = false;
 
+/**
+ * How long one wake-up may deliver events before the event loop gets a turn
+ * (timers, worker results, other I/O).  Without it a connection flooding the
+ * ring (zero-length frames: 16 bytes of ring each) kept JS busy for seconds
+ * and every other connection, and every timer, waited.
+ */
+const DRAIN_BUDGET_MS = 5;
+
 /** Outbound entries for native, in the send-batch format of layout.h. */
 class SendBatch {
   buf = Buffer.allocUnsafe(64 * 1024);
@@ -248,6 +256,8 @@ export class RawServer {
   /** Connections the accept hook has not admitted (yet, or ever): their events are not the user's. */
   #unadmitted = new Set<number>();
   #resolveClose: (() => void) | undefined;
+  /** performance.now() past which the current wake-up stops delivering and yields. */
+  #budgetEnd = 0;
 
   constructor(options: EngineOptions, handlers: RawHandlers) {
     const o = resolveEngineOptions(options);
@@ -512,6 +522,7 @@ export class RawServer {
     const wakeIdx = LAYOUT.ctlWakePending >> 2;
     const u32 = this.#u32;
     this.#draining = true;
+    this.#budgetEnd = performance.now() + DRAIN_BUDGET_MS;
     let left = false;
     try {
       for (let round = 0; ; round++) {
@@ -528,10 +539,11 @@ export class RawServer {
           this.flush();
         }
         if (this.#closed) break;
-        if (!any || round >= 16) {
+        const spent = performance.now() > this.#budgetEnd;
+        if (!any || round >= 16 || spent) {
           Atomics.store(u32, wakeIdx, 0);
           if (!this.#anyPending()) break;
-          if (round >= 16) {
+          if (round >= 16 || spent) {
             // Let timers and other I/O run; come back right after.
             setImmediate(this.#onWake);
             break;
@@ -610,6 +622,8 @@ export class RawServer {
           // Give the producer room while a long batch is handled.
           Atomics.store(u32, r.headIdx, head);
           if (Atomics.load(u32, r.stalledIdx) !== 0) this.#native.resume(i);
+          // Out of time: the rest waits for the next turn (#onWake).
+          if (performance.now() > this.#budgetEnd) break;
         }
       }
     } finally {

@@ -1,9 +1,12 @@
 // A connection with more queued requests than mailboxLimit stops being read
 // (TCP pushes back on that peer); it is read again when its mailbox drains.
 // Nothing is dropped: every request is answered, in order.
+import { once } from 'node:events';
+import { connect as netConnect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, type ProtocolError } from '../src/index.js';
+import { ErrorCode, FrameReader, MessageDecoder, MessageEncoder, Messages, type ProtocolError } from '../src/index.js';
 import { client, startServer, useActorServers } from './fixtures/actor-server.js';
+import { waitFor } from './fixtures/wait.js';
 
 useActorServers();
 
@@ -49,5 +52,32 @@ describe('actor mailbox limit', () => {
     expect(overloaded.length).toBeGreaterThan(0);
     for (const o of overloaded) expect(o).toMatchObject({ code: ErrorCode.OVERLOADED });
     expect(outcomes.filter((o) => o.ok).length).toBeGreaterThan(0);
+  });
+
+  it('stops reading a client that does not read its answers, holds a bounded amount, and loses nothing when it reads again', async () => {
+    const s = await startServer({});
+    const sock = netConnect({ port: s.port, host: '127.0.0.1' });
+    await once(sock, 'connect');
+    sock.pause(); // reads nothing for now
+    const enc = new MessageEncoder();
+    const body = Buffer.alloc(64 * 1024, 1);
+    const N = 400; // 26 MB of answers
+    for (let i = 1; i <= N; i++) sock.write(enc.encodePrefixed(Messages.request(i, 'echo', body)));
+    await waitFor(() => s.stats().engine.pendingSendBytes > 0 && s.stats().requests > 0, 'answers stuck');
+    await new Promise((r) => setTimeout(r, 1500));
+    // Before, every request was read and answered into the engine's queue: 26 MB held (1.7 GB
+    // in a longer run). Now the server stops reading it once its answers pass sendHighWaterBytes.
+    const st = s.stats();
+    expect(st.requests).toBeLessThan(N);
+    expect(st.engine.pendingSendBytes).toBeLessThan(8 * 1024 * 1024);
+    // Reading again: every answer, in order.
+    const dec = new MessageDecoder();
+    const ids: number[] = [];
+    const reader = new FrameReader((f) => ids.push(dec.decode(f).id));
+    sock.on('data', (d) => reader.push(d));
+    sock.resume();
+    await waitFor(() => ids.length === N, 'every answer', 20_000);
+    expect(ids).toEqual(Array.from({ length: N }, (_, i) => i + 1));
+    sock.destroy();
   });
 });

@@ -83,6 +83,8 @@ class Conn {
   congested = false;
   /** Bytes written since its unsent bytes were last looked at. */
   unchecked = 0;
+  /** Reading stopped while congested: its answers pile up unread, so no more requests are taken until the drain. */
+  sendPaused = false;
   held: Held[] = [];
   heldBytes = 0;
   constructor(
@@ -643,7 +645,8 @@ export class ActorServer extends EventEmitter {
         }
         // Answered at once, not in mailbox order (protocol.md §13.4).
         const id = data.readUInt32LE(4);
-        this.raw.write(conn, this.#encoder.encodePrefixed(Messages.pong(id, { checksum: this.#checksum(data) })));
+        // Through #write: PONGs count toward the unsent bytes that stop reading (#congest).
+        this.#write(c, this.#encoder.encodePrefixed(Messages.pong(id, { checksum: this.#checksum(data) })));
         return;
       }
       case Kind.PONG:
@@ -770,6 +773,14 @@ export class ActorServer extends EventEmitter {
   #congest(c: Conn): void {
     c.congested = true;
     this.#slow.add(c);
+    // A client that does not read its answers (or PONGs) must not make the
+    // server hold them without bound: stop taking its requests until the
+    // engine's drain (TCP pushes back on it), as Netty stops auto-read on a
+    // channel that is not writable.
+    if (!c.sendPaused && !c.closed) {
+      c.sendPaused = true;
+      this.#raw!.pauseReading(c.id);
+    }
   }
 
   /** A push reaches the wire, or, for a slow consumer, its policy. */
@@ -834,6 +845,10 @@ export class ActorServer extends EventEmitter {
     if (this.#raw!.pendingBytes(conn) > this.#raw!.options.sendHighWaterBytes) return;
     c.congested = false;
     this.#slow.delete(c);
+    if (c.sendPaused) {
+      c.sendPaused = false;
+      if (!c.paused && !c.closed && !c.refusing) this.#raw!.resumeReading(conn);
+    }
     while (c.held.length > 0 && !c.congested && !c.closed && !c.closing) {
       const h = c.held.shift()!;
       c.heldBytes -= h.bytes.length;
@@ -1151,7 +1166,7 @@ export class ActorServer extends EventEmitter {
     if (c.paused && c.requests <= Math.floor(this.options.mailboxLimit / 2)) {
       c.paused = false;
       this.#paused--;
-      if (!c.closed) this.#raw!.resumeReading(c.id);
+      if (!c.closed && !c.sendPaused && !c.refusing) this.#raw!.resumeReading(c.id);
     }
     this.#pump(c);
   }
