@@ -161,7 +161,8 @@ function closeInfo(code: number, errno: number, detail: number, maxFrame: number
     case 'frame-too-large': message = `frame length ${detail} exceeds maxFrameBytes (${maxFrame})`; break;
     case 'server-closing': message = 'the server is closing'; break;
     case 'out-of-memory': message = `out of memory buffering ${detail} bytes`; break;
-    case 'idle': message = `nothing received or sent for ${detail} ms (idleTimeoutMs)`; break;
+    // (The engine gives the same reason when a flushed close waited flushTimeoutMs for a peer that reads nothing.)
+    case 'idle': message = `nothing received or sent for ${detail} ms (idleTimeoutMs, or flushTimeoutMs for a closing connection)`; break;
     case 'refused': message = 'refused by the accept hook'; break;
   }
   return { reason, errno, code: name, detail, message };

@@ -108,6 +108,38 @@ test('a server speaking another protocol is told GOAWAY BAD_MAGIC and not reconn
   expect(client.state).toBe('closed');
 });
 
+test('a server that breaks the protocol and then keeps its side open still gets the client closed, its requests failed', async () => {
+  // allowHalfOpen: this server never ends its side after the client's FIN.
+  const sockets: Socket[] = [];
+  server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+    const reader = new FrameReader((f) => {
+      const m = decoder.decode(f);
+      // A whole frame, but of another version: fatal for the client.
+      if (m.kind === Kind.REQUEST && m.id === 3) {
+        const bad = Buffer.from(encoder.encodePrefixed(Messages.reply(1, 'x')));
+        bad[5] = 9;
+        socket.write(bad);
+      }
+    });
+    socket.on('data', (c) => reader.push(c));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const client = await connect({ port: (server.address() as { port: number }).port, requestTimeout: 0, heartbeatInterval: 0 });
+  client.on('protocolError', () => {});
+  const pending = [1, 2, 3].map(() => client.request('x').catch((e: ProtocolError) => e));
+  const errs = await Promise.all(pending);
+  for (const e of errs) {
+    expect(e).toMatchObject({ code: ErrorCode.CONNECTION_CLOSED });
+    expect(e.message).toMatch(/closed by this client: the server broke the protocol \(unknown protocol version 9/);
+  }
+  await waitFor(() => client.state === 'closed', 'closed');
+  await expect(client.request('y')).rejects.toMatchObject({ code: ErrorCode.NOT_CONNECTED });
+  for (const s of sockets) s.destroy(); // (else server.close() in afterEach waits for them)
+});
+
 test('ping while not connected rejects with NOT_CONNECTED', async () => {
   const { port } = await rawServer(() => {});
   const client = await connect({ port });

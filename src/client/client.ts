@@ -177,7 +177,7 @@ export class Client extends EventEmitter {
         reject(new ProtocolError(ErrorCode.ABORTED, `request "${action}" aborted before it was sent`, { cause: signal.reason }));
         return;
       }
-      if (this.#state !== 'open' || this.#goAway !== null) {
+      if (this.#state !== 'open' || this.#goAway !== null || this.#fatal !== null) {
         reject(this.#notConnected());
         return;
       }
@@ -229,7 +229,7 @@ export class Client extends EventEmitter {
         reject(bad);
         return;
       }
-      if (this.#state !== 'open' || this.#goAway !== null) {
+      if (this.#state !== 'open' || this.#goAway !== null || this.#fatal !== null) {
         reject(this.#notConnected());
         return;
       }
@@ -421,7 +421,14 @@ export class Client extends EventEmitter {
         return;
       }
       const goAway = this.#goAway;
-      const why = goAway ? `after GOAWAY ${goAway.code} (${goAway.message})` : lastError ? `(${lastError.message})` : 'by the server';
+      const fatal = this.#fatal;
+      const why = goAway
+        ? `after GOAWAY ${goAway.code} (${goAway.message})`
+        : fatal
+          ? `by this client: the server broke the protocol (${fatal.message})`
+          : lastError
+            ? `(${lastError.message})`
+            : 'by the server';
       this.#failInFlight(new ProtocolError(ErrorCode.CONNECTION_CLOSED, `connection closed ${why}`, { cause: lastError }));
       if (this.#state === 'closed') return; // close() handles the rest
       this.emit('disconnect', lastError);
@@ -539,6 +546,11 @@ export class Client extends EventEmitter {
       if (socket) {
         this.#write(this.#encoder.encodePrefixed(Messages.goAway(error.code, error.message)));
         socket.end();
+        // Closed for good a moment later whatever the peer does (a
+        // half-close alone left the client 'open', its requests hanging, when
+        // the peer kept its side open).  The moment lets the GOAWAY arrive:
+        // destroying at once could reset the connection before it is read.
+        setTimeout(() => socket.destroy(), FATAL_CLOSE_GRACE_MS).unref();
       }
       return;
     }
@@ -554,6 +566,9 @@ export class Client extends EventEmitter {
     for (const q of this.#iterators) q.put(push);
   }
 }
+
+/** How long after a fatal protocol error the client waits for the peer to close before it destroys the socket. */
+const FATAL_CLOSE_GRACE_MS = 500;
 
 function errorBody(body: unknown): { message: string; data: unknown } {
   if (body !== null && typeof body === 'object') {
