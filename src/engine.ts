@@ -573,10 +573,10 @@ export class RawServer {
 
   /** A user's handler threw: hand it to the error handler, else rethrow it outside the engine's drain. */
   #handlerThrew(error: unknown, conn: number | null): void {
-    const onError = this.#h.error;
-    if (onError) {
+    const h = this.#h;
+    if (h.error) {
       try {
-        onError(error, conn);
+        h.error(error, conn); // called on the handlers object, like the others
         return;
       } catch (e) {
         error = e;

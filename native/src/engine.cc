@@ -682,7 +682,7 @@ void IoThread::request_close(Conn* c, uint32_t reason, int err, uint32_t detail,
       c->close_after_flush = true;
       c->close_reason = uint8_t(reason);
       c->close_detail = detail;
-      c->last_active_ms = turn_ms_;  // the idle sweep gives the flush a whole timeout
+      c->last_active_ms = turn_ms_;  // the sweep gives the flush a whole flushTimeoutMs
       set_live(c, 0);
     }
     return;
