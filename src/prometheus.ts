@@ -14,9 +14,15 @@ function escapeLabel(v: string): string {
 
 type RenderOptions = { prefix?: string; extraLabels?: Record<string, string> };
 
-/** Checks what would otherwise make invalid exposition text; returns the prefix and the base labels. */
-function checkRender(what: string, stats: unknown, options: RenderOptions, backend: () => string): { prefix: string; base: Record<string, string> } {
-  if (stats === null || typeof stats !== 'object') throw new TypeError(`${what}(stats): stats must be a stats() snapshot, got ${stats === null ? 'null' : typeof stats}`);
+/**
+ * Checks what would otherwise make invalid exposition text; returns the
+ * prefix and the base labels.  `backend` is the snapshot's backend name (its
+ * absence means `stats` is not a snapshot).
+ */
+function checkRender(what: string, stats: unknown, backend: unknown, options: RenderOptions): { prefix: string; base: Record<string, string> } {
+  if (typeof backend !== 'string') {
+    throw new TypeError(`${what}(stats): stats must be a stats() snapshot, got ${stats === null ? 'null' : typeof stats === 'object' ? 'an object without one' : typeof stats}`);
+  }
   if (options === null || typeof options !== 'object') throw new TypeError(`${what}(stats, options): options must be an object`);
   const prefix = options.prefix ?? 'whirlwind_';
   if (typeof prefix !== 'string' || !/^([a-zA-Z_:][a-zA-Z0-9_:]*)?$/.test(prefix)) {
@@ -30,14 +36,7 @@ function checkRender(what: string, stats: unknown, options: RenderOptions, backe
     }
     if (typeof v !== 'string') throw new TypeError(`${what}: options.extraLabels.${k} must be a string, got ${typeof v}`);
   }
-  let b: string;
-  try {
-    b = backend();
-  } catch {
-    throw new TypeError(`${what}(stats): stats must be a stats() snapshot`);
-  }
-  if (typeof b !== 'string') throw new TypeError(`${what}(stats): stats must be a stats() snapshot`);
-  return { prefix, base: { backend: b, ...extra } };
+  return { prefix, base: { backend, ...extra } };
 }
 
 function labels(l: Record<string, string>): string {
@@ -50,7 +49,7 @@ function labels(l: Record<string, string>): string {
  * and carries the `backend` label plus any `extraLabels` (e.g. a server name).
  */
 export function statsToPrometheus(stats: EngineStats, options: RenderOptions = {}): string {
-  const { prefix, base } = checkRender('statsToPrometheus', stats, options, () => stats.backend);
+  const { prefix, base } = checkRender('statsToPrometheus', stats, (stats as EngineStats | null)?.backend, options);
   const out: string[] = [];
   const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: Array<[Record<string, string>, number]>) => {
     out.push(`# HELP ${prefix}${name} ${help}`, `# TYPE ${prefix}${name} ${type}`);
@@ -87,7 +86,7 @@ export function statsToPrometheus(stats: EngineStats, options: RenderOptions = {
  * statsToPrometheus) followed by the actor layer's, same prefix and labels.
  */
 export function actorStatsToPrometheus(stats: ActorServerStats, options: RenderOptions = {}): string {
-  const { prefix, base } = checkRender('actorStatsToPrometheus', stats, options, () => stats.engine.backend);
+  const { prefix, base } = checkRender('actorStatsToPrometheus', stats, (stats as ActorServerStats | null)?.engine?.backend, options);
   const out: string[] = [statsToPrometheus(stats.engine, options).trimEnd()];
   const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: Array<[Record<string, string>, number]>) => {
     out.push(`# HELP ${prefix}${name} ${help}`, `# TYPE ${prefix}${name} ${type}`);

@@ -435,13 +435,8 @@ void IoThread::drain_inbox() {
         }
         break;
       case kOpRefuse: {
-        const std::vector<uint8_t>& f = engine_->opts_.refuse_frame;
         stat_add(kStatRefused);
-        if (!f.empty() && c->queued.append(f.data(), uint32_t(f.size()))) {
-          c->pending_bytes.fetch_add(f.size(), std::memory_order_relaxed);
-          stat_add(kStatPendingBytes, double(f.size()));
-          if (!c->send_inflight) start_send(c);
-        }
+        queue_farewell(c, engine_->opts_.refuse_frame);
         request_close(c, kCloseRefused, 0, 0, true);
         break;
       }
@@ -624,21 +619,28 @@ bool IoThread::large_frame(Conn* c) {
 }
 
 void IoThread::broken(Conn* c, uint32_t reason, uint32_t detail) {
-  const std::vector<uint8_t>& f = engine_->opts_.too_large_frame;
-  if (reason == kCloseFrameTooLarge && !f.empty() && c->state == ConnState::kOpen && !c->close_after_flush &&
-      c->queued.append(f.data(), uint32_t(f.size()))) {
-    // Tell the peer why, after what is already queued to it, then close once
-    // that is written.  Nothing more is read: the framer discards the rest
-    // anyway, and a paused connection pushes back on a peer that keeps
-    // sending the frame.
-    c->pending_bytes.fetch_add(f.size(), std::memory_order_relaxed);
-    stat_add(kStatPendingBytes, double(f.size()));
+  if (reason == kCloseFrameTooLarge && c->state == ConnState::kOpen && !c->close_after_flush &&
+      queue_farewell(c, engine_->opts_.too_large_frame)) {
+    // Close once the farewell is written.  Nothing more is read: the framer
+    // discards the rest anyway, and a paused connection pushes back on a
+    // peer that keeps sending the frame.
     poller_->pause_recv(c);
-    if (!c->send_inflight) start_send(c);
     request_close(c, reason, 0, detail, true);
     return;
   }
   begin_close(c, reason, 0, detail);
+}
+
+// The bytes the application gave for telling a peer why it is being closed
+// (refuseFrame, idleFrame, tooLargeFrame), queued after what is queued to it
+// already, and the send started.  False when there are none or they could
+// not be buffered: then the caller closes without them.
+bool IoThread::queue_farewell(Conn* c, const std::vector<uint8_t>& f) {
+  if (f.empty() || !c->queued.append(f.data(), uint32_t(f.size()))) return false;
+  c->pending_bytes.fetch_add(f.size(), std::memory_order_relaxed);
+  stat_add(kStatPendingBytes, double(f.size()));
+  if (!c->send_inflight) start_send(c);
+  return true;
 }
 
 bool IoThread::feed(Conn* c, const uint8_t* data, uint32_t n, uint32_t* used) {
@@ -794,19 +796,9 @@ void IoThread::sweep_idle(int64_t now) {
       continue;
     }
     if (!o.idle_timeout_ms || now - c->last_active_ms < int64_t(o.idle_timeout_ms)) continue;
-    if (o.idle_frame.empty()) {
-      begin_close(c, kCloseIdle, 0, o.idle_timeout_ms);
-      continue;
-    }
-    // Tell the peer why, then close once that is written.
-    if (!c->queued.append(o.idle_frame.data(), uint32_t(o.idle_frame.size()))) {
-      begin_close(c, kCloseIdle, 0, o.idle_timeout_ms);
-      continue;
-    }
-    c->pending_bytes.fetch_add(o.idle_frame.size(), std::memory_order_relaxed);
-    stat_add(kStatPendingBytes, double(o.idle_frame.size()));
-    if (!c->send_inflight) start_send(c);
-    request_close(c, kCloseIdle, 0, o.idle_timeout_ms, true);
+    // Tell the peer why (if the application gave the bytes), then close once that is written.
+    if (queue_farewell(c, o.idle_frame)) request_close(c, kCloseIdle, 0, o.idle_timeout_ms, true);
+    else begin_close(c, kCloseIdle, 0, o.idle_timeout_ms);
   }
 }
 

@@ -150,6 +150,7 @@ class IoThread : private FramerSink {
   void emit(uint16_t kind, Conn* c, double token, const void* payload, uint32_t len,
             uint16_t flags = 0);
   void request_close(Conn* c, uint32_t reason, int err, uint32_t detail, bool flush);
+  bool queue_farewell(Conn* c, const std::vector<uint8_t>& f);
   void begin_close(Conn* c, uint32_t reason, int err, uint32_t detail);
   void on_sent(Conn* c, int32_t res);
   void start_send(Conn* c);

@@ -27,7 +27,8 @@ import { ErrorCode, ProtocolError } from '../protocol/errors.js';
 import { Kind } from '../protocol/layout.js';
 import { assertFromServer } from '../protocol/server.js';
 import { FrameReader } from '../protocol/stream.js';
-import { type ClientOptions, type ResolvedClientOptions, resolveClientOptions } from './options.js';
+import { describe } from '../protocol/defaults.js';
+import { type ClientOptions, MAX_TIMER, type ResolvedClientOptions, resolveClientOptions } from './options.js';
 
 /** Per-request options. */
 export interface RequestOptions {
@@ -739,8 +740,8 @@ export async function connect(options: ClientOptions): Promise<Client> {
 function badCallOptions(options: { timeout?: unknown; signal?: unknown }): TypeError | null {
   if (options === null || typeof options !== 'object') return new TypeError(`options must be an object, got ${options === null ? 'null' : typeof options}`);
   const t = options.timeout;
-  if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 2_147_483_647)) {
-    return new TypeError(`options.timeout must be an integer from 0 to 2147483647 (ms; 0: none), got ${typeof t === 'string' ? JSON.stringify(t) : String(t)}`);
+  if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > MAX_TIMER)) {
+    return new TypeError(`options.timeout must be an integer from 0 to ${MAX_TIMER} (ms; 0: none), got ${describe(t)}`);
   }
   const s = options.signal;
   if (s !== undefined && s !== null && !(s instanceof AbortSignal)) {

@@ -94,7 +94,7 @@ export interface ResolvedClientOptions extends Required<Omit<ClientOptions, 'rec
 }
 
 const MAX = Number.MAX_SAFE_INTEGER;
-const MAX_TIMER = 2_147_483_647; // setTimeout's largest delay
+export const MAX_TIMER = 2_147_483_647; // setTimeout's largest delay
 
 function checkNumber(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {

@@ -62,6 +62,11 @@ interface Prepared {
 const EMPTY = new Uint8Array(0);
 
 /** Encodes protocol messages; see the file comment for the batch contract. */
+/** What the action field is called in errors: a PUSH's is its topic. */
+function actionField(msg: OutgoingMessage): string {
+  return msg.kind === Kind.PUSH ? 'topic' : 'action';
+}
+
 export class MessageEncoder {
   readonly options: Readonly<ResolvedEncoderOptions>;
   #pending: Prepared | null = null;
@@ -121,12 +126,10 @@ export class MessageEncoder {
   #prepare(msg: OutgoingMessage): Prepared {
     let flags = msg.checksum ? Flag.CHECKSUM : 0;
     const action = msg.action ?? '';
-    // A PUSH's action field is its topic: say so in the errors.
-    const field = msg.kind === Kind.PUSH ? 'topic' : 'action';
-    if (typeof action !== 'string') throw new TypeError(`${field} must be a string, got ${typeof action}`);
+    if (typeof action !== 'string') throw new TypeError(`${actionField(msg)} must be a string, got ${typeof action}`);
     const actionLength = action.length === 0 ? 0 : Buffer.byteLength(action, 'utf8');
     if (actionLength > MAX_ACTION_BYTES) {
-      throw new RangeError(`${field} must be at most ${MAX_ACTION_BYTES} bytes of UTF-8, got ${actionLength}`);
+      throw new RangeError(`${actionField(msg)} must be at most ${MAX_ACTION_BYTES} bytes of UTF-8, got ${actionLength}`);
     }
     if (msg.kind === Kind.REQUEST && actionLength === 0) throw new TypeError('a REQUEST needs a non-empty action');
     // packBody returns a view into the Packr's reused buffer; it stays valid

@@ -78,7 +78,7 @@ export function packBody(value: unknown): Buffer {
  */
 function packError(e: unknown): Error {
   const m = e instanceof Error ? e.message : String(e);
-  if (/BigInt|bigint/i.test(m) && /(range|too large|useBigIntExtension|largeBigIntToFloat)/i.test(m)) {
+  if (/bigint/i.test(m) && /(range|too large|useBigIntExtension|largeBigIntToFloat)/i.test(m)) {
     return new RangeError('the body holds a bigint outside the 64-bit range (-2^63 to 2^64-1), which MessagePack cannot carry', { cause: e });
   }
   if (e instanceof RangeError && /call stack/i.test(m)) {
