@@ -517,9 +517,10 @@ export class RawServer {
     if (this.#closed) return;
     // wake_pending stays 1 while we drain, so I/O threads that publish
     // meanwhile do not queue further calls: we look again before leaving.
-    // Leaving is always "store 0, then load every tail" (seq_cst); an I/O
-    // thread that publishes after our store sees 0 and wakes us (see
-    // Engine::notify_js), so no batch is ever stranded.
+    // Leaving is either "store 0, then load every tail" (seq_cst; an I/O
+    // thread that publishes after our store sees 0 and wakes us, see
+    // Engine::notify_js) or, out of budget, leaving it 1 with a setImmediate
+    // that comes back: either way no batch is ever stranded.
     const wakeIdx = LAYOUT.ctlWakePending >> 2;
     const u32 = this.#u32;
     this.#draining = true;
@@ -540,25 +541,31 @@ export class RawServer {
           this.flush();
         }
         if (this.#closed) break;
-        const spent = performance.now() > this.#budgetEnd;
-        if (!any || round >= 16 || spent) {
-          Atomics.store(u32, wakeIdx, 0);
-          if (!this.#anyPending()) break;
-          if (round >= 16 || spent) {
+        const out = round >= 16 || performance.now() > this.#budgetEnd;
+        if (!any || out) {
+          if (!this.#anyPending()) {
+            Atomics.store(u32, wakeIdx, 0);
+            if (!this.#anyPending()) break;
+            Atomics.store(u32, wakeIdx, 1);
+          }
+          if (out) {
             // Let timers and other I/O run; come back right after.
+            // wake_pending stays 1 meanwhile: were it 0, an I/O thread
+            // publishing now would queue a threadsafe-function call, and Node
+            // runs queued calls back to back (up to 1000) before the event
+            // loop gets a turn, so one flooding connection kept JS here for
+            // seconds.
             setImmediate(this.#onWake);
             break;
           }
-          Atomics.store(u32, wakeIdx, 1);
         }
       }
       left = true;
     } finally {
       if (!left && !this.#closed) {
         // Thrown out of the loop (handlers' errors are caught per event, so
-        // this is the engine's own): never leave with wake_pending set, or
-        // the I/O threads would not wake us again.  Look again next turn.
-        Atomics.store(u32, wakeIdx, 0);
+        // this is the engine's own): look again next turn, as when out of
+        // budget; with wake_pending still 1 nothing else would call us.
         setImmediate(this.#onWake);
       }
       this.#draining = false;

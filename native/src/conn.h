@@ -82,6 +82,12 @@ struct Conn {
   uint64_t addr_key = 0;          // hash of the peer address (per-address limit)
   int64_t last_active_ms = 0;     // last receive or completed send (idle sweep)
   bool recycle_when_unheld = false;
+  // Reading is paused by the application (pauseReading, or a frame too large)
+  // or by the engine while this connection has deferred records: a
+  // connection may hold at most one received buffer behind a full ring, so a
+  // peer that floods cannot queue the ring's next megabytes ahead of others.
+  bool paused_by_app = false;
+  bool paused_by_ring = false;
 
   // Framer state: a frame in progress (header bytes, then payload).
   uint8_t hdr[4];

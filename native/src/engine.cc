@@ -265,6 +265,7 @@ Conn* IoThread::alloc_conn() {
   c->close_reason = 0;
   c->held = 0;
   c->recycle_when_unheld = false;
+  c->paused_by_app = c->paused_by_ring = false;
   c->pending_bytes.store(0, std::memory_order_relaxed);
   ++alive_;
   return c;
@@ -422,10 +423,12 @@ void IoThread::drain_inbox() {
         request_close(c, kCloseLocalFlushed, 0, 0, true);
         break;
       case kOpPauseRecv:
+        c->paused_by_app = true;
         poller_->pause_recv(c);
         break;
       case kOpResumeRecv:
-        if (!c->held_for_admission) poller_->resume_recv(c);
+        c->paused_by_app = false;
+        if (!c->held_for_admission && !c->paused_by_ring) poller_->resume_recv(c);
         break;
       case kOpAdmit:
         if (c->held_for_admission) {
@@ -584,6 +587,13 @@ void IoThread::on_received(Completion& comp) {
   d.comp.used = used;
   ++c->held;
   held_.push_back(d);
+  // No more from this connection until what it has waiting is in the ring
+  // (unheld): others' data queues behind one buffer of it, not behind as
+  // many as the backend would lend it.
+  if (!c->paused_by_ring) {
+    c->paused_by_ring = true;
+    poller_->pause_recv(c);
+  }
 }
 
 uint16_t IoThread::check_flags(const uint8_t* p, uint32_t n) const {
@@ -624,6 +634,7 @@ void IoThread::broken(Conn* c, uint32_t reason, uint32_t detail) {
     // Close once the farewell is written.  Nothing more is read: the framer
     // discards the rest anyway, and a paused connection pushes back on a
     // peer that keeps sending the frame.
+    c->paused_by_app = true;
     poller_->pause_recv(c);
     request_close(c, reason, 0, detail, true);
     return;
@@ -663,8 +674,7 @@ void IoThread::flush_held() {
         return;
       }
       poller_->release(keep.comp.buf);
-      Conn* c = keep.conn;
-      if (--c->held == 0 && c->recycle_when_unheld) recycle(c);
+      unheld(keep.conn);
       continue;
     }
     uint8_t* p = ring_.reserve(d.kind, d.token, d.len, d.flags);
@@ -672,7 +682,20 @@ void IoThread::flush_held() {
     if (d.len) std::memcpy(p, d.payload, d.len);
     Conn* c = d.conn;
     held_.pop_front();
-    if (c && --c->held == 0 && c->recycle_when_unheld) recycle(c);
+    if (c) unheld(c);
+  }
+}
+
+// One of c's deferred entries is in the ring.
+void IoThread::unheld(Conn* c) {
+  if (--c->held != 0) return;
+  if (c->recycle_when_unheld) {
+    recycle(c);
+    return;
+  }
+  if (c->paused_by_ring) {
+    c->paused_by_ring = false;
+    if (c->state == ConnState::kOpen && !c->paused_by_app && !c->held_for_admission) poller_->resume_recv(c);
   }
 }
 

@@ -157,6 +157,7 @@ class IoThread : private FramerSink {
   void on_closed(Conn* c);
   void recycle(Conn* c);
   void flush_held();
+  void unheld(Conn* c);
   void shutdown_all();
   void hard_cleanup();
   Conn* alloc_conn();
