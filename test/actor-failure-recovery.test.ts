@@ -94,10 +94,12 @@ describe('actor failure recovery', () => {
       const a = await client(s);
       const b = await client(s);
       await countTo(a, 2);
-      const slow = b.request('sleep', { ms: 300, value: 'b survived' });
-      await new Promise((r) => setTimeout(r, 50)); // b's turn is running on the other worker
+      // b's turn keeps the other worker's thread busy (a turn that awaited
+      // would have freed it, and the crash could come to run beside it).
+      const slow = b.request('burn', { ms: 300 });
+      await new Promise((r) => setTimeout(r, 50));
       expect(await codeOf(a.request(action))).toBe(ErrorCode.INTERNAL);
-      expect((await slow).body).toBe('b survived');
+      expect((await slow).body).toBe(300);
       // a lives on with its state, on a replacement worker.
       expect((await a.request<{ n: number }>('count')).body.n).toBe(3);
       expect((await a.request<{ failures: number }>('state')).body.failures).toBe(1);

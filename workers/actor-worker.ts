@@ -35,6 +35,8 @@ import {
   ActionTiming,
   type Cmd,
   CmdOp,
+  LATE_PORT_KEY,
+  type LateResult,
   MAIN_PORT_KEY,
   POLICY_CODES,
   RESULT_TURN_HEADER,
@@ -42,6 +44,7 @@ import {
   TASK_TURN_HEADER,
   type Task,
   type TaskResult,
+  THREAD_KEY,
   TurnKind,
   type TurnExtras,
   type TurnSpec,
@@ -65,8 +68,11 @@ const EMPTY = Buffer.alloc(0);
 const TIMED_OUT = Symbol('timed out');
 
 const channel = new MessageChannel();
-parentPort?.postMessage({ [MAIN_PORT_KEY]: channel.port2 }, [channel.port2]);
+// Results of turns that finish after their task returned (they awaited).
+const lateChannel = new MessageChannel();
+parentPort?.postMessage({ [MAIN_PORT_KEY]: channel.port2, [LATE_PORT_KEY]: lateChannel.port2, [THREAD_KEY]: threadId }, [channel.port2, lateChannel.port2]);
 channel.port1.unref();
+lateChannel.port1.unref();
 const main = Comlink.wrap<MainThreadApi>(channel.port1 as unknown as Comlink.Endpoint) as unknown as MainThreadApi;
 
 let actorClass: Promise<typeof SocketActor> | undefined;
@@ -484,7 +490,22 @@ function assemble(outs: TurnOut[], busyMs: number): TaskResult {
   }
   const t = timing;
   timing = new Map();
-  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras, thread: threadId, timing: t, busyMs: busyMs + (performance.now() - started) };
+  return { count: outs.length, buf: new Uint8Array(buf.buffer, 0, total), extras, thread: threadId, timing: t, busyMs: busyMs + (performance.now() - started), late: null };
+}
+
+// Turns that finished after their task returned, sent together once the
+// turns finishing in the same turn of the event loop are in.
+let lateOuts: TurnOut[] = [];
+function lateDone(t: TurnOut): void {
+  if (lateOuts.push(t) === 1) setImmediate(sendLate);
+}
+function sendLate(): void {
+  const outs = lateOuts;
+  lateOuts = [];
+  const r = assemble(outs, 0) as LateResult;
+  r.conns = outs.map((t) => t.spec.conn);
+  r.turns = outs.map((t) => t.spec.turn);
+  lateChannel.port1.postMessage(r, [r.buf.buffer as ArrayBuffer]);
 }
 
 /**
@@ -535,8 +556,8 @@ export default async function runTask(task: Task): Promise<TaskResult> {
   sampleClockOffset();
   const view = Buffer.from(task.buf.buffer, task.buf.byteOffset, task.buf.byteLength);
   let pos = 0;
-  const outs: Array<TurnOut | Promise<TurnOut>> = [];
-  let waiting = false;
+  const outs: TurnOut[] = [];
+  let late: number[] | null = null;
   for (let i = 0; i < task.count; i++) {
     const alen = view[pos + 9]!;
     const spec: TurnSpec = {
@@ -550,25 +571,28 @@ export default async function runTask(task: Task): Promise<TaskResult> {
       stateLen: view.readInt32LE(pos + 16),
       n: view.readUInt32LE(pos + 20),
       info: task.infos?.[i] ?? null,
+      turn: view.readDoubleLE(pos + 24),
     };
     pos += TASK_TURN_HEADER + alen;
     const at = pos;
-    let out: TurnOut | Promise<TurnOut>;
     try {
-      out = runTurn(Actor, spec, task.buf, at);
+      const out = runTurn(Actor, spec, task.buf, at);
       if (out instanceof Promise) {
-        waiting = true;
-        out = out.catch((e: unknown) => brokenTurn(spec, task.buf, at, e));
-      }
+        // It awaits: the task does not wait for it (its answers would wait
+        // for the slowest turn of the task, and its worker would take no
+        // other task meanwhile); it goes to the main thread when it ends.
+        (late ??= []).push(i);
+        out.catch((e: unknown) => brokenTurn(spec, task.buf, at, e)).then(lateDone);
+      } else outs.push(out);
     } catch (e) {
-      out = brokenTurn(spec, task.buf, at, e);
+      outs.push(brokenTurn(spec, task.buf, at, e));
     }
-    outs.push(out);
     if (spec.stateLen > 0) pos += spec.stateLen;
     for (let k = 0; k < spec.n; k++) pos += TASK_REQUEST_HEADER + view.readUInt32LE(pos);
   }
   // Only the synchronous run counts as busy: a turn awaiting I/O holds no
   // thread, and the server must not take it for slow work (server.ts #dispatch).
-  const syncMs = performance.now() - started;
-  return assemble(waiting ? await Promise.all(outs) : (outs as TurnOut[]), syncMs);
+  const result = assemble(outs, performance.now() - started);
+  result.late = late;
+  return result;
 }

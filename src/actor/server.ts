@@ -22,6 +22,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import type { MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import { Piscina } from 'piscina';
 import { type CloseInfo, type EngineStats, RawServer } from '../engine.js';
@@ -34,7 +35,7 @@ import { ServerCodec } from '../protocol/server.js';
 import { type ActorShape, type ClosedInfo, type MainThreadApi, PUSH_POLICIES, type PushOptions, type TurnFailure, actorClassOf, shapeOf } from './actor.js';
 import { type ActorServerOptions, type ResolvedActorOptions, resolveActorOptions } from './options.js';
 import { TURN_TIME_BUCKETS, TURN_TIME_BUCKETS_MS, type TimeHistogram, sharedClockMs } from './timing.js';
-import { ActionTiming, type Cmd, CmdOp, MAIN_PORT_KEY, POLICY_CODES, RESULT_TURN_HEADER, TASK_REQUEST_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, TurnKind, workerInit } from './wire.js';
+import { ActionTiming, type Cmd, CmdOp, LATE_PORT_KEY, type LateResult, MAIN_PORT_KEY, POLICY_CODES, RESULT_TURN_HEADER, TASK_REQUEST_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, THREAD_KEY, TurnKind, workerInit } from './wire.js';
 
 const REQ = 0;
 const OUT = 1;
@@ -66,6 +67,10 @@ class Conn {
   /** The items of the turn in flight, or null; when it was handed to a worker. */
   running: Item[] | null = null;
   runningSince = 0;
+  /** The running turn's number (TurnSpec.turn). */
+  turnId = 0;
+  /** The running turn outlived its task (it awaits): the threadId of the worker it runs on; else 0. */
+  lateOn = 0;
   ready = false;
   paused = false;
   /** The engine reported the close. */
@@ -235,6 +240,14 @@ export class ActorServer extends EventEmitter {
   #drops = { dropOldest: 0, dropNew: 0, coalesced: 0, closed: 0 };
   #slow = new Set<Conn>();
   #workerTurns = new Map<number, number>();
+  /** The watchdog of turns that outlived their task (#watchLate). */
+  #lateTimer: NodeJS.Timeout | null = null;
+  /** Workers #watchLate stopped, until their late port closes. */
+  #stoppedLate = new Set<number>();
+  /** Workers that have ended (threadIds are never reused; one number per worker ever started). */
+  #goneThreads = new Set<number>();
+  /** Numbers the turns (Conn.turnId). */
+  #turnSeq = 0;
   /** Per action: the sum of the workers' ActionTiming records (wire.ts), RUN_MAX their max. */
   #actions = new Map<string, Float64Array>();
   /** Arrival time of the frames of the ring batch being drained (0: none read yet; batchEnd resets it). */
@@ -311,10 +324,19 @@ export class ActorServer extends EventEmitter {
       ...(o.resourceLimits ? { resourceLimits: o.resourceLimits } : {}),
     });
     pool.on('message', (m: unknown) => {
-      const port = (m as Record<string, unknown> | null)?.[MAIN_PORT_KEY] as import('node:worker_threads').MessagePort | undefined;
+      const hello = m as Record<string, unknown> | null;
+      const port = hello?.[MAIN_PORT_KEY] as MessagePort | undefined;
       if (port) {
         Comlink.expose(this.#api, port as unknown as Comlink.Endpoint);
         port.unref();
+      }
+      const late = hello?.[LATE_PORT_KEY] as MessagePort | undefined;
+      if (late) {
+        const thread = hello![THREAD_KEY] as number;
+        late.on('message', (r: LateResult) => this.#onLate(r));
+        // Closed when the worker ends, by a crash or terminate(): its awaiting turns will not finish.
+        late.on('close', () => this.#onWorkerGone(thread));
+        late.unref();
       }
     });
     // Without unfinished tasks piscina reports a dead worker as 'error'; never let that throw.
@@ -555,6 +577,7 @@ export class ActorServer extends EventEmitter {
       // onClosed turns of the connections just closed run before the pool stops.
       await this.#whenSettled(1000);
       this.#stopped = true;
+      if (this.#lateTimer) clearInterval(this.#lateTimer);
       await this.#raw.close();
       await this.#pool?.destroy();
     })();
@@ -985,6 +1008,7 @@ export class ActorServer extends EventEmitter {
       }
       c.running = taken;
       c.runningSince = now;
+      c.turnId = ++this.#turnSeq;
       if (c.state) total += c.state.length;
     }
     const buf = Buffer.from(new ArrayBuffer(total));
@@ -1001,6 +1025,7 @@ export class ActorServer extends EventEmitter {
       buf[pos + 13] = buf[pos + 14] = buf[pos + 15] = 0;
       buf.writeInt32LE(c.state ? c.state.length : -1, pos + 16);
       buf.writeUInt32LE(n, pos + 20);
+      buf.writeDoubleLE(c.turnId, pos + 24);
       pos += TASK_TURN_HEADER + alen;
       if (c.state) {
         buf.set(c.state, pos);
@@ -1030,8 +1055,9 @@ export class ActorServer extends EventEmitter {
     const limit = this.options.handlerTimeoutMs;
     const per = this.#shape!.hasTurnFailed ? 2 : 1;
     const watchdog = limit > 0 ? new Watchdog(limit * (1 + per * longest) + 1000 + (queued ? limit * (1 + per * maxPer) + 1000 : 0)) : null;
+    const ids = conns.map((c) => c.turnId);
     this.#pool!.run(task, { transferList: [buf.buffer] as never, signal: watchdog }).then(
-      (result: TaskResult) => this.#onResult(conns, result),
+      (result: TaskResult) => this.#onResult(conns, ids, result),
       (error: unknown) => this.#onTaskFailed(conns, error, watchdog?.aborted ?? false),
     ).finally(() => {
       watchdog?.stop();
@@ -1043,9 +1069,99 @@ export class ActorServer extends EventEmitter {
     });
   }
 
-  #onResult(conns: Conn[], result: TaskResult): void {
+  #onResult(conns: Conn[], ids: number[], result: TaskResult): void {
+    const late = result.late;
     this.#taskBusyMs += (result.busyMs - this.#taskBusyMs) / 4;
-    if (result.count > 0) this.#turnBusyMs += (result.busyMs / result.count - this.#turnBusyMs) / 4;
+    const ran = result.count + (late?.length ?? 0);
+    if (ran > 0) this.#turnBusyMs += (result.busyMs / ran - this.#turnBusyMs) / 4;
+    if (late !== null) {
+      // Turns still awaiting: they stay running (nothing else of their
+      // connection starts) and come back on the worker's late port, unless
+      // they came already (then the turn running is another, or none).
+      let lost: Conn[] | null = null;
+      for (const i of late) {
+        const c = conns[i]!;
+        if (c.running === null || c.turnId !== ids[i]) continue;
+        if (this.#goneThreads.has(result.thread)) (lost ??= []).push(c);
+        else c.lateOn = result.thread;
+      }
+      conns = conns.filter((_, i) => !late.includes(i));
+      this.#watchLate();
+      if (lost) this.#onTaskFailed(lost, new Error('it ended while the turn awaited'), false);
+    }
+    this.#applyResult(conns, result);
+  }
+
+  /** Turns that finished after their task returned. */
+  #onLate(result: LateResult): void {
+    if (this.#stopped) return;
+    // A turn failed meanwhile (its worker was stopped) or abandoned at
+    // shutdown is skipped: the turn running then, if any, is another.
+    const conns = result.conns.map((id, k) => {
+      const c = this.#conns.get(id);
+      if (c === undefined || c.running === null || c.turnId !== result.turns[k]) return null;
+      c.lateOn = 0;
+      return c;
+    });
+    this.#applyResult(conns, result);
+    this.#raw?.flush();
+    this.#dispatch();
+    this.#checkSettled();
+  }
+
+  /** A worker ended: the turns still awaiting on it fail, as a crashed task's do. */
+  #onWorkerGone(thread: number): void {
+    const timedOut = this.#stoppedLate.delete(thread);
+    // A result of this worker still on its way may name turns that were awaiting (#onResult).
+    this.#goneThreads.add(thread);
+    if (this.#stopped) return;
+    const lost: Conn[] = [];
+    for (const c of this.#conns.values()) {
+      if (c.lateOn === thread) {
+        c.lateOn = 0;
+        lost.push(c);
+      }
+    }
+    if (lost.length === 0) return;
+    this.#onTaskFailed(lost, new Error('it ended while the turn awaited'), timedOut);
+    this.#raw?.flush();
+    this.#dispatch();
+    this.#checkSettled();
+  }
+
+  /**
+   * The watchdog of turns that outlived their task: one past the longest its
+   * handlers may take (as a task's watchdog reckons it) has its worker
+   * stopped; a worker whose event loop is stuck would never answer it.
+   * Checked every second while any turn awaits.
+   */
+  #watchLate(): void {
+    if (this.#lateTimer !== null || this.options.handlerTimeoutMs === 0) return;
+    this.#lateTimer = setInterval(() => {
+      const limit = this.options.handlerTimeoutMs;
+      const per = this.#shape!.hasTurnFailed ? 2 : 1;
+      const now = performance.now();
+      let any = false;
+      for (const c of this.#conns.values()) {
+        if (c.lateOn === 0 || c.running === null) continue;
+        any = true;
+        if (now - c.runningSince > limit * (1 + per * c.running.length) + 1000 && !this.#stoppedLate.has(c.lateOn)) {
+          const worker = this.#pool?.threads.find((w) => w.threadId === c.lateOn);
+          if (worker) {
+            this.#stoppedLate.add(c.lateOn);
+            void worker.terminate();
+          }
+        }
+      }
+      if (!any) {
+        clearInterval(this.#lateTimer!);
+        this.#lateTimer = null;
+      }
+    }, 1000);
+    this.#lateTimer.unref();
+  }
+
+  #applyResult(conns: Array<Conn | null>, result: TaskResult): void {
     this.#workerTurns.set(result.thread, (this.#workerTurns.get(result.thread) ?? 0) + result.count);
     for (const [action, t] of result.timing) {
       const a = this.#actions.get(action);
@@ -1062,13 +1178,13 @@ export class ActorServer extends EventEmitter {
       const stateLen = buf.readInt32LE(pos + 8);
       const outLen = buf.readUInt32LE(pos + 12);
       pos += RESULT_TURN_HEADER;
-      const taken = c.running;
+      const taken = c === null ? null : c.running;
       const extras = result.extras?.[i] ?? null;
       let end = pos + Math.max(0, stateLen) + outLen;
       if (extras?.cmds) for (const cmd of extras.cmds) end = Math.max(end, cmdEnd(cmd));
-      if (taken === null) {
+      if (c === null || taken === null) {
         pos = end;
-        continue; // abandoned at shutdown: its answers were already sent
+        continue; // abandoned at shutdown (its answers were already sent), or failed
       }
       c.running = null;
       for (const x of taken) if (x.k === REQ) c.requests--;

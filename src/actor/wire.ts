@@ -7,14 +7,14 @@
 //
 //   task buffer, per turn in order (integers little-endian):
 //     +0 f64 conn  +8 u8 kind  +9 u8 peer address length A  +10 u16 peer port
-//     +12 u8 peer family  +13..15 0  +16 i32 stateLen  +20 u32 n     (TASK_TURN_HEADER = 24)
+//     +12 u8 peer family  +13..15 0  +16 i32 stateLen  +20 u32 n  +24 f64 turn id   (TASK_TURN_HEADER = 32)
 //     then A bytes of address (latin1), stateLen bytes of state, then n requests, each
 //     +0 u32 frame length L  +4 f64 arrival  +12 L bytes of request frame   (TASK_REQUEST_HEADER = 12)
 //     (arrival: when the main thread drained the frame from the ring, in ms on the
 //     clock all threads share, uv_hrtime; timing.ts)
 //   task.infos[i]: the ClosedInfo / TurnFailure of hook turn i (null: none; the whole array null when no turn has one)
 //
-//   result buffer, per turn in the task's order:
+//   result buffer, per turn in the task's order (turns in result.late left out; a LateResult has its own turns):
 //     +0 f64 conn  +8 i32 stateLen  +12 u32 outLen                 (RESULT_TURN_HEADER = 16)
 //     then stateLen bytes of state, outLen bytes of length-prefixed frames for the connection,
 //     then the frames its commands push (commands name them by absolute offset)
@@ -42,6 +42,8 @@ export interface TurnSpec {
   n: number;
   /** CLOSED: why; FAILED: what failed. */
   info: ClosedInfo | TurnFailure | null;
+  /** The main thread's number for this turn (a late result names it). */
+  turn: number;
 }
 
 export interface Task {
@@ -50,7 +52,7 @@ export interface Task {
   infos: Array<ClosedInfo | TurnFailure | null> | null;
 }
 
-export const TASK_TURN_HEADER = 24;
+export const TASK_TURN_HEADER = 32;
 export const TASK_REQUEST_HEADER = 12;
 export const RESULT_TURN_HEADER = 16;
 
@@ -87,6 +89,24 @@ export interface TaskResult {
    * Time a turn spends awaiting is not counted: it holds no thread.
    */
   busyMs: number;
+  /**
+   * Indices (in the task's order) of turns that were still awaiting when
+   * the task's synchronous run ended: they are not in `buf` (the others are,
+   * in order), and each comes later in a LateResult.  null: none.
+   */
+  late: number[] | null;
+}
+
+/**
+ * Turns that finished after their task had returned (they awaited), sent on
+ * the worker's late port as they finish: laid out as a TaskResult (`late`
+ * null); `conns` and `turns` name each turn's connection and turn id, in
+ * order.  It may reach the main thread before its task's result does (two
+ * ports, no order between them): the turn id says which turn it is.
+ */
+export interface LateResult extends TaskResult {
+  conns: number[];
+  turns: number[];
 }
 
 /** Offsets in a TaskResult.timing record (drawn above). */
@@ -130,3 +150,6 @@ export function workerInit(actor: string, o: Pick<WorkerInit, 'handlerTimeoutMs'
 
 /** The message a worker posts once, at start, to hand the main thread its end of the comlink channel. */
 export const MAIN_PORT_KEY = 'whirlwind:mainPort';
+/** The worker's handshake also carries the port its late turns' results come on, and its threadId. */
+export const LATE_PORT_KEY = 'whirlwind:latePort';
+export const THREAD_KEY = 'whirlwind:thread';

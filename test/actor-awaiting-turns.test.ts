@@ -1,0 +1,91 @@
+// A turn whose handler awaits outlives its task: the task returns when the
+// synchronous run of its turns ends, so its other turns' answers leave at
+// once and its worker takes other tasks; the awaiting turn's answer comes
+// on the worker's late port when it ends.  It still holds its connection
+// (nothing else of that connection starts), a crash of its worker fails it,
+// and a worker stuck after the await is stopped by the late watchdog.
+import { describe, expect, it } from 'vitest';
+import { ErrorCode, ProtocolError, type TurnFailure } from '../src/index.js';
+import { client, startServer, useActorServers } from './fixtures/actor-server.js';
+
+useActorServers();
+
+async function codeOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(ProtocolError);
+    expect((e as ProtocolError).remote).toBe(true);
+    return (e as ProtocolError).code;
+  }
+  throw new Error('expected an error reply');
+}
+
+describe('actor turns that await', () => {
+  it("on a single worker, a long await holds neither other connections' answers nor the worker", async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 1 });
+    const [a, b, c] = await Promise.all([client(s), client(s), client(s)]);
+    let slowDone = false;
+    const slow = a.request('sleep', { ms: 1500, value: 'slow' }).then((r) => {
+      slowDone = true;
+      return r.body;
+    });
+    await new Promise((r) => setTimeout(r, 50)); // a's turn is awaiting
+    // Turns of other connections, several tasks' worth, all answered while a's awaits.
+    for (let i = 0; i < 20; i++) {
+      const [x, y] = await Promise.all([b.request('echo', `b${i}`), c.request<{ n: number }>('count')]);
+      expect(x.body).toBe(`b${i}`);
+      expect(y.body.n).toBe(i + 1);
+    }
+    expect(slowDone).toBe(false);
+    expect(await slow).toBe('slow');
+    expect(s.stats().tasksInFlight).toBe(0);
+  });
+
+  it("keeps one connection's order: its next request waits for the awaiting turn, and sees its state", async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 2 });
+    const a = await client(s);
+    const order: string[] = [];
+    const first = a.request('sleep', { ms: 200, value: 'first' }).then((r) => order.push(r.body as string));
+    const second = a.request<{ n: number }>('count').then((r) => order.push(`count ${r.body.n}`));
+    const third = a.request('echo', 'third').then((r) => order.push(r.body as string));
+    await Promise.all([first, second, third]);
+    expect(order).toEqual(['first', 'count 1', 'third']);
+  });
+
+  it('a crash of the worker fails the turns awaiting on it; their connections carry on', async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 1 });
+    const failed: TurnFailure[] = [];
+    s.on('turnFailed', (f: TurnFailure) => failed.push(f));
+    const [a, b] = await Promise.all([client(s), client(s)]);
+    expect((await b.request<{ n: number }>('count')).body.n).toBe(1);
+    const awaiting = codeOf(b.request('sleep', { ms: 5000, value: 'never' }));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await codeOf(a.request('crash'))).toBe(ErrorCode.INTERNAL);
+    expect(await awaiting).toBe(ErrorCode.INTERNAL);
+    expect(failed.map((f) => f.action).sort()).toEqual(['crash', 'sleep']);
+    // b lives on, its state as the last turn that finished left it.
+    expect((await b.request<{ n: number }>('count')).body.n).toBe(2);
+    expect((await a.request('echo', 'after')).body).toBe('after');
+  });
+
+  it('a worker stuck in a loop after an await is stopped: that request gets TIMEOUT, the server carries on', async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 1, handlerTimeoutMs: 200 });
+    const failed: TurnFailure[] = [];
+    s.on('turnFailed', (f: TurnFailure) => failed.push(f));
+    const a = await client(s);
+    expect(await codeOf(a.request('loopAfterAwait'))).toBe(ErrorCode.TIMEOUT);
+    expect(failed).toEqual([expect.objectContaining({ action: 'loopAfterAwait', code: ErrorCode.TIMEOUT })]);
+    expect((await a.request('echo', 'after')).body).toBe('after');
+  });
+
+  it('close() waits for a turn that awaits, then answers it', async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 1 });
+    const a = await client(s);
+    const slow = a.request('sleep', { ms: 300, value: 'done' });
+    await new Promise((r) => setTimeout(r, 50));
+    const closed = s.close({ deadlineMs: 5000 });
+    expect((await slow).body).toBe('done');
+    await closed;
+  });
+});
