@@ -556,8 +556,11 @@ export default async function runTask(task: Task): Promise<TaskResult> {
   sampleClockOffset();
   const view = Buffer.from(task.buf.buffer, task.buf.byteOffset, task.buf.byteLength);
   let pos = 0;
-  const outs: TurnOut[] = [];
-  let late: number[] | null = null;
+  // Each turn's output, in the task's order: at once for a turn that did not
+  // await, when it settles for one that did (see the end).
+  const slots = new Array<TurnOut | null>(task.count).fill(null);
+  let awaiting = 0;
+  let returned = false;
   for (let i = 0; i < task.count; i++) {
     const alen = view[pos + 9]!;
     const spec: TurnSpec = {
@@ -578,21 +581,41 @@ export default async function runTask(task: Task): Promise<TaskResult> {
     try {
       const out = runTurn(Actor, spec, task.buf, at);
       if (out instanceof Promise) {
-        // It awaits: the task does not wait for it (its answers would wait
-        // for the slowest turn of the task, and its worker would take no
-        // other task meanwhile); it goes to the main thread when it ends.
-        (late ??= []).push(i);
-        out.catch((e: unknown) => brokenTurn(spec, task.buf, at, e)).then(lateDone);
-      } else outs.push(out);
+        awaiting++;
+        out
+          .catch((e: unknown) => brokenTurn(spec, task.buf, at, e))
+          .then((t) => {
+            if (returned) lateDone(t);
+            else slots[i] = t;
+          });
+      } else slots[i] = out;
     } catch (e) {
-      outs.push(brokenTurn(spec, task.buf, at, e));
+      slots[i] = brokenTurn(spec, task.buf, at, e);
     }
     if (spec.stateLen > 0) pos += spec.stateLen;
     for (let k = 0; k < spec.n; k++) pos += TASK_REQUEST_HEADER + view.readUInt32LE(pos);
   }
   // Only the synchronous run counts as busy: a turn awaiting I/O holds no
   // thread, and the server must not take it for slow work (server.ts #dispatch).
-  const result = assemble(outs, performance.now() - started);
+  const busyMs = performance.now() - started;
+  if (awaiting > 0) {
+    // An async handler that did not really wait (or waited on promises that
+    // were settled) ends in the microtasks: let those end here and go with
+    // the task, not one more message each.
+    await new Promise((r) => setImmediate(r));
+  }
+  returned = true;
+  // A turn still awaiting does not hold the task (its answers would wait
+  // for the slowest turn of the task, and its worker would take no other
+  // task meanwhile): it goes to the main thread when it ends (lateDone).
+  const outs: TurnOut[] = [];
+  let late: number[] | null = null;
+  for (let i = 0; i < slots.length; i++) {
+    const t = slots[i];
+    if (t) outs.push(t);
+    else (late ??= []).push(i);
+  }
+  const result = assemble(outs, busyMs);
   result.late = late;
   return result;
 }
