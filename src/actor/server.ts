@@ -71,6 +71,8 @@ class Conn {
   turnId = 0;
   /** The running turn outlived its task (it awaits): the threadId of the worker it runs on; else 0. */
   lateOn = 0;
+  /** How long the running turn may take from runningSince: its task's watchdog allowance (0: no watchdog). */
+  allowanceMs = 0;
   ready = false;
   paused = false;
   /** The engine reported the close. */
@@ -115,7 +117,7 @@ class Watchdog {
   reason: Error | undefined = undefined;
   #listeners: Array<() => void> = [];
   #timer: NodeJS.Timeout;
-  constructor(ms: number) {
+  constructor(readonly ms: number) {
     this.#timer = setTimeout(() => this.#abort(), ms);
   }
   addEventListener(_name: 'abort', listener: () => void): void {
@@ -334,9 +336,15 @@ export class ActorServer extends EventEmitter {
       if (late) {
         const thread = hello![THREAD_KEY] as number;
         late.on('message', (r: LateResult) => this.#onLate(r));
-        // Closed when the worker ends, by a crash or terminate(): its awaiting turns will not finish.
-        late.on('close', () => this.#onWorkerGone(thread));
         late.unref();
+        // When the worker ends (a crash, terminate(), retired as idle) its
+        // awaiting turns will not finish.  Its 'exit', heard after piscina's
+        // own listener has taken the worker out of the pool: else the
+        // onTurnFailed turns and the next tasks could be sent to it, and
+        // fail with it.  (The late port's 'close' can come before that.)
+        const worker = pool.threads.find((w) => w.threadId === thread);
+        if (worker) worker.once('exit', () => this.#onWorkerGone(thread));
+        else late.once('close', () => this.#onWorkerGone(thread));
       }
     });
     // Without unfinished tasks piscina reports a dead worker as 'error'; never let that throw.
@@ -1009,6 +1017,7 @@ export class ActorServer extends EventEmitter {
       c.running = taken;
       c.runningSince = now;
       c.turnId = ++this.#turnSeq;
+      c.allowanceMs = 0;
       if (c.state) total += c.state.length;
     }
     const buf = Buffer.from(new ArrayBuffer(total));
@@ -1056,9 +1065,10 @@ export class ActorServer extends EventEmitter {
     const per = this.#shape!.hasTurnFailed ? 2 : 1;
     const watchdog = limit > 0 ? new Watchdog(limit * (1 + per * longest) + 1000 + (queued ? limit * (1 + per * maxPer) + 1000 : 0)) : null;
     const ids = conns.map((c) => c.turnId);
+    if (watchdog !== null) for (const c of conns) c.allowanceMs = watchdog.ms;
     this.#pool!.run(task, { transferList: [buf.buffer] as never, signal: watchdog }).then(
       (result: TaskResult) => this.#onResult(conns, ids, result),
-      (error: unknown) => this.#onTaskFailed(conns, error, watchdog?.aborted ?? false),
+      (error: unknown) => this.#onTaskFailed(conns, error, watchdog?.aborted ?? false, ids),
     ).finally(() => {
       watchdog?.stop();
       this.#tasksInFlight--;
@@ -1085,11 +1095,18 @@ export class ActorServer extends EventEmitter {
         if (this.#goneThreads.has(result.thread)) (lost ??= []).push(c);
         else c.lateOn = result.thread;
       }
-      conns = conns.filter((_, i) => !late.includes(i));
       this.#watchLate();
       if (lost) this.#onTaskFailed(lost, new Error('it ended while the turn awaited'), false);
     }
-    this.#applyResult(conns, result);
+    // The turns in the result, in order; one its connection no longer runs
+    // (abandoned at shutdown) is skipped.
+    const turns: Array<Conn | null> = [];
+    for (let i = 0; i < conns.length; i++) {
+      if (late !== null && late.includes(i)) continue;
+      const c = conns[i]!;
+      turns.push(c.running !== null && c.turnId === ids[i] ? c : null);
+    }
+    this.#applyResult(turns, result);
   }
 
   /** Turns that finished after their task returned. */
@@ -1130,22 +1147,20 @@ export class ActorServer extends EventEmitter {
   }
 
   /**
-   * The watchdog of turns that outlived their task: one past the longest its
-   * handlers may take (as a task's watchdog reckons it) has its worker
-   * stopped; a worker whose event loop is stuck would never answer it.
+   * The watchdog of turns that outlived their task: one past its task's
+   * watchdog allowance (Conn.allowanceMs) has its worker stopped; a worker
+   * whose event loop is stuck would never answer it.
    * Checked every second while any turn awaits.
    */
   #watchLate(): void {
     if (this.#lateTimer !== null || this.options.handlerTimeoutMs === 0) return;
     this.#lateTimer = setInterval(() => {
-      const limit = this.options.handlerTimeoutMs;
-      const per = this.#shape!.hasTurnFailed ? 2 : 1;
       const now = performance.now();
       let any = false;
       for (const c of this.#conns.values()) {
         if (c.lateOn === 0 || c.running === null) continue;
         any = true;
-        if (now - c.runningSince > limit * (1 + per * c.running.length) + 1000 && !this.#stoppedLate.has(c.lateOn)) {
+        if (now - c.runningSince > c.allowanceMs && !this.#stoppedLate.has(c.lateOn)) {
           const worker = this.#pool?.threads.find((w) => w.threadId === c.lateOn);
           if (worker) {
             this.#stoppedLate.add(c.lateOn);
@@ -1245,16 +1260,24 @@ export class ActorServer extends EventEmitter {
     else c.box.push({ k: OUT, bytes: frame.copy(), close: null, policy, key });
   }
 
-  #onTaskFailed(conns: Conn[], error: unknown, timedOut: boolean): void {
+  /**
+   * The turns of `conns` failed with their worker.  With `ids`, only a
+   * connection still running that turn: one of a task's turns may have
+   * answered on the late port before the task's failure came in, and its
+   * connection moved on to another turn.
+   */
+  #onTaskFailed(conns: Conn[], error: unknown, timedOut: boolean, ids: number[] | null = null): void {
     if (this.#stopped) return; // the pool was destroyed under it at shutdown: nobody left to answer
     const code = timedOut ? ErrorCode.TIMEOUT : ErrorCode.INTERNAL;
     const message = timedOut
       ? `a handler kept its worker busy past handlerTimeoutMs (${this.options.handlerTimeoutMs} ms); the worker was stopped`
       : `the worker running this turn died: ${(error as Error)?.message ?? String(error)}`;
-    for (const c of conns) {
+    for (let i = 0; i < conns.length; i++) {
+      const c = conns[i]!;
       const taken = c.running;
-      if (taken === null) continue;
+      if (taken === null || (ids !== null && c.turnId !== ids[i])) continue;
       c.running = null;
+      c.lateOn = 0;
       let first: TurnFailure | null = null;
       for (const it of taken) {
         let f: TurnFailure;
@@ -1292,6 +1315,7 @@ export class ActorServer extends EventEmitter {
     const items = [...(c.running ?? []), ...c.box.slice(c.head)];
     if (c.running) c.requests -= c.running.filter((x) => x.k === REQ).length;
     c.running = null;
+    c.lateOn = 0;
     for (let i = c.head; i < c.box.length; i++) {
       const it = c.box[i]!;
       if (it.k === REQ) {
