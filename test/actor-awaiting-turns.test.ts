@@ -5,21 +5,10 @@
 // (nothing else of that connection starts), a crash of its worker fails it,
 // and a worker stuck after the await is stopped by the late watchdog.
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, ProtocolError, type TurnFailure } from '../src/index.js';
-import { client, startServer, useActorServers } from './fixtures/actor-server.js';
+import { ErrorCode, type TurnFailure } from '../src/index.js';
+import { client, codeOf, startServer, useActorServers } from './fixtures/actor-server.js';
 
 useActorServers();
-
-async function codeOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ProtocolError);
-    expect((e as ProtocolError).remote).toBe(true);
-    return (e as ProtocolError).code;
-  }
-  throw new Error('expected an error reply');
-}
 
 describe('actor turns that await', () => {
   it("on a single worker, a long await holds neither other connections' answers nor the worker", async () => {

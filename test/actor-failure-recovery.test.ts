@@ -5,21 +5,10 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { type Client, ErrorCode, ProtocolError, type TurnFailure } from '../src/index.js';
-import { client, startServer, useActorServers } from './fixtures/actor-server.js';
+import { type Client, ErrorCode, type TurnFailure } from '../src/index.js';
+import { client, codeOf, startServer, useActorServers } from './fixtures/actor-server.js';
 
 useActorServers();
-
-async function codeOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ProtocolError);
-    expect((e as ProtocolError).remote).toBe(true);
-    return (e as ProtocolError).code;
-  }
-  throw new Error('expected an error reply');
-}
 
 async function countTo(c: Client, n: number): Promise<void> {
   for (let i = 1; i <= n; i++) expect((await c.request<{ n: number }>('count')).body.n).toBeGreaterThan(0);
