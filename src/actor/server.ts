@@ -244,7 +244,7 @@ export class ActorServer extends EventEmitter {
   #workerTurns = new Map<number, number>();
   /** The watchdog of turns that outlived their task (#watchLate). */
   #lateTimer: NodeJS.Timeout | null = null;
-  /** Workers #watchLate stopped, until their late port closes. */
+  /** Workers #watchLate stopped, until they have exited (#onWorkerGone). */
   #stoppedLate = new Set<number>();
   /** Workers that have ended (threadIds are never reused; one number per worker ever started). */
   #goneThreads = new Set<number>();
