@@ -604,7 +604,7 @@ uint16_t IoThread::check_flags(const uint8_t* p, uint32_t n) const {
 bool IoThread::frame(Conn* c, const uint8_t* p, uint32_t n) {
   uint8_t* dst = ring_.reserve(kRecFrame, token_of(c), n, check_flags(p, n));
   if (!dst) return false;
-  std::memcpy(dst, p, n);
+  if (n) std::memcpy(dst, p, n);  // a zero-length frame may come with p null (framer.cc)
   stat_add(kStatFramesIn);
   stat_add(kStatBytesIn, n);
   return true;
