@@ -192,3 +192,29 @@ test('heartbeat options are validated by name', async () => {
   await expect(connect({ port: 1, heartbeatInterval: -1 })).rejects.toThrow(/options\.heartbeatInterval/);
   await expect(connect({ port: 1, heartbeatTimeout: 0 })).rejects.toThrow(/options\.heartbeatTimeout/);
 });
+
+test('a server that floods PINGs and reads nothing does not grow the client: PINGs are not answered while 64 KiB wait unsent', async () => {
+  const PINGS = 1_000_000; // 32 MB of PINGs, as many PONGs: far more than the kernel's buffers take
+  let sentAll: Promise<unknown> | null = null;
+  let peer: Socket | null = null;
+  server = createServer((socket) => {
+    peer = socket;
+    socket.on('error', () => {});
+    socket.pause(); // reads nothing
+    const chunk = Buffer.concat(Array.from({ length: 1000 }, (_, i) => encoder.encodePrefixed(Messages.ping(i + 1))));
+    sentAll = (async () => {
+      for (let i = 0; i < PINGS / 1000; i++) if (!socket.write(chunk)) await once(socket, 'drain');
+      // In wire order after the last PING: the client has handled every PING once this arrives.
+      socket.write(encoder.encodePrefixed(Messages.push('done', 1)));
+    })();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const client = await connect({ port: (server.address() as { port: number }).port, heartbeatInterval: 0 });
+  await once(client, 'push');
+  await sentAll;
+  expect(client.bufferedBytes).toBeGreaterThan(0); // it did answer, until the server's side filled up
+  expect(client.bufferedBytes).toBeLessThan(64 * 1024 + 64);
+  peer!.destroy(); // it would never read the client's goodbye
+  await client.close();
+}, 30_000);

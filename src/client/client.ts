@@ -517,7 +517,10 @@ export class Client extends EventEmitter {
         break;
       }
       case Kind.PING:
-        this.#write(this.#encoder.encodePrefixed(Messages.pong(msg.id)));
+        // Not while the server is not reading: the PONG would wait behind
+        // what is buffered anyway, and a server that sends PINGs and reads
+        // nothing would grow the buffer without bound.
+        if ((this.#socket?.writableLength ?? 0) <= PONG_BUFFER_LIMIT) this.#write(this.#encoder.encodePrefixed(Messages.pong(msg.id)));
         break;
       case Kind.PONG: {
         const p = this.#pings.get(msg.id);
@@ -570,6 +573,8 @@ export class Client extends EventEmitter {
 
 /** How long after a fatal protocol error the client waits for the peer to close before it destroys the socket. */
 const FATAL_CLOSE_GRACE_MS = 500;
+/** A server's PING is answered only while at most this much waits unsent (bytes). */
+const PONG_BUFFER_LIMIT = 64 * 1024;
 
 function errorBody(body: unknown): { message: string; data: unknown } {
   if (body !== null && typeof body === 'object') {
