@@ -50,14 +50,18 @@ describe('actor failure recovery', () => {
   });
 
   it('allows a task its onTurnFailed hooks too: pipelined timeouts with an awaiting hook do not get the worker stopped', async () => {
-    // 10 requests x (200 ms handler timeout + 150 ms hook) = 3.5 s: over the
-    // 200 x 11 + 1000 = 3.2 s the watchdog allowed when it counted handlers only.
+    // 20 requests x (200 ms handler timeout + 150 ms hook) = 7 s: over the
+    // 200 x 21 + 1000 = 5.2 s the watchdog allowed when it counted handlers
+    // only, by more than the once-a-second sweep that watches turns which
+    // await (these do: the task has returned, the turn runs on), so a
+    // handlers-only allowance has the worker stopped at the 6 s sweep.
+    const N = 20;
     const s = await startServer({ actor: new URL('./fixtures/actors/slow-hook-actor.mjs', import.meta.url), handlerTimeoutMs: 200, maxWorkers: 1 });
     const c = await client(s);
-    const codes = await Promise.all(Array.from({ length: 10 }, () => codeOf(c.request('wait'))));
-    expect(codes).toEqual(Array(10).fill(ErrorCode.TIMEOUT));
+    const codes = await Promise.all(Array.from({ length: N }, () => codeOf(c.request('wait'))));
+    expect(codes).toEqual(Array(N).fill(ErrorCode.TIMEOUT));
     // Every hook ran and its state stayed (a stopped worker would have lost it).
-    expect((await c.request('failed')).body).toBe(10);
+    expect((await c.request('failed')).body).toBe(N);
   });
 
   it('stops a worker stuck in a synchronous loop, answers TIMEOUT, and carries on', async () => {

@@ -559,7 +559,7 @@ export default async function runTask(task: Task): Promise<TaskResult> {
   // Each turn's output, in the task's order: at once for a turn that did not
   // await, when it settles for one that did (see the end).
   const slots = new Array<TurnOut | null>(task.count).fill(null);
-  let awaiting = 0;
+  let waited = false;
   let returned = false;
   for (let i = 0; i < task.count; i++) {
     const alen = view[pos + 9]!;
@@ -581,7 +581,7 @@ export default async function runTask(task: Task): Promise<TaskResult> {
     try {
       const out = runTurn(Actor, spec, task.buf, at);
       if (out instanceof Promise) {
-        awaiting++;
+        waited = true;
         out
           .catch((e: unknown) => brokenTurn(spec, task.buf, at, e))
           .then((t) => {
@@ -598,12 +598,11 @@ export default async function runTask(task: Task): Promise<TaskResult> {
   // Only the synchronous run counts as busy: a turn awaiting I/O holds no
   // thread, and the server must not take it for slow work (server.ts #dispatch).
   const busyMs = performance.now() - started;
-  if (awaiting > 0) {
-    // An async handler that did not really wait (or waited on promises that
-    // were settled) ends in the microtasks: let those end here and go with
-    // the task, not one more message each.
-    await new Promise((r) => setImmediate(r));
-  }
+  if (!waited) return assemble(slots as TurnOut[], busyMs);
+  // An async handler that did not really wait (or waited on promises that
+  // were settled) ends in the microtasks: let those end here and go with
+  // the task, not one more message each.
+  await new Promise((r) => setImmediate(r));
   returned = true;
   // A turn still awaiting does not hold the task (its answers would wait
   // for the slowest turn of the task, and its worker would take no other

@@ -1072,11 +1072,20 @@ export class ActorServer extends EventEmitter {
     ).finally(() => {
       watchdog?.stop();
       this.#tasksInFlight--;
-      // The answers go to the I/O threads before the next task is posted.
-      this.#raw?.flush();
-      this.#dispatch();
-      this.#checkSettled();
+      this.#turnsEnded();
     });
+  }
+
+  /** After turns ended: their answers go to the I/O threads before the next task is posted. */
+  #turnsEnded(): void {
+    this.#raw?.flush();
+    this.#dispatch();
+    this.#checkSettled();
+  }
+
+  /** `c` is still running turn number `turn` (not answered, failed or abandoned since). */
+  #runs(c: Conn | undefined, turn: number): c is Conn {
+    return c !== undefined && c.running !== null && c.turnId === turn;
   }
 
   #onResult(conns: Conn[], ids: number[], result: TaskResult): void {
@@ -1091,39 +1100,26 @@ export class ActorServer extends EventEmitter {
       let lost: Conn[] | null = null;
       for (const i of late) {
         const c = conns[i]!;
-        if (c.running === null || c.turnId !== ids[i]) continue;
+        if (!this.#runs(c, ids[i]!)) continue;
         if (this.#goneThreads.has(result.thread)) (lost ??= []).push(c);
         else c.lateOn = result.thread;
       }
       this.#watchLate();
       if (lost) this.#onTaskFailed(lost, new Error('it ended while the turn awaited'), false);
     }
-    // The turns in the result, in order; one its connection no longer runs
-    // (abandoned at shutdown) is skipped.
-    const turns: Array<Conn | null> = [];
-    for (let i = 0; i < conns.length; i++) {
-      if (late !== null && late.includes(i)) continue;
-      const c = conns[i]!;
-      turns.push(c.running !== null && c.turnId === ids[i] ? c : null);
-    }
-    this.#applyResult(turns, result);
+    this.#applyResult(conns, ids, late, result);
   }
 
   /** Turns that finished after their task returned. */
   #onLate(result: LateResult): void {
     if (this.#stopped) return;
-    // A turn failed meanwhile (its worker was stopped) or abandoned at
-    // shutdown is skipped: the turn running then, if any, is another.
-    const conns = result.conns.map((id, k) => {
-      const c = this.#conns.get(id);
-      if (c === undefined || c.running === null || c.turnId !== result.turns[k]) return null;
-      c.lateOn = 0;
-      return c;
-    });
-    this.#applyResult(conns, result);
-    this.#raw?.flush();
-    this.#dispatch();
-    this.#checkSettled();
+    this.#applyResult(
+      result.conns.map((id) => this.#conns.get(id)),
+      result.turns,
+      null,
+      result,
+    );
+    this.#turnsEnded();
   }
 
   /** A worker ended: the turns still awaiting on it fail, as a crashed task's do. */
@@ -1141,9 +1137,7 @@ export class ActorServer extends EventEmitter {
     }
     if (lost.length === 0) return;
     this.#onTaskFailed(lost, new Error('it ended while the turn awaited'), timedOut);
-    this.#raw?.flush();
-    this.#dispatch();
-    this.#checkSettled();
+    this.#turnsEnded();
   }
 
   /**
@@ -1176,7 +1170,14 @@ export class ActorServer extends EventEmitter {
     this.#lateTimer.unref();
   }
 
-  #applyResult(conns: Array<Conn | null>, result: TaskResult): void {
+  /**
+   * Applies the turns in `result`: those of `conns` (turn numbers `ids`) in
+   * order, leaving out the indices in `skip` (ascending: the turns a task
+   * left awaiting).  A turn its connection no longer runs is passed over: it
+   * was failed, or abandoned at shutdown (its answers were sent then), or, a
+   * task's result coming after the late result, already applied.
+   */
+  #applyResult(conns: Array<Conn | undefined>, ids: number[], skip: number[] | null, result: TaskResult): void {
     this.#workerTurns.set(result.thread, (this.#workerTurns.get(result.thread) ?? 0) + result.count);
     for (const [action, t] of result.timing) {
       const a = this.#actions.get(action);
@@ -1188,20 +1189,25 @@ export class ActorServer extends EventEmitter {
     }
     const buf = Buffer.from(result.buf.buffer, result.buf.byteOffset, result.buf.byteLength);
     let pos = 0;
-    for (let i = 0; i < result.count; i++) {
-      const c = conns[i]!;
+    for (let i = 0, k = 0, s = 0; i < result.count; i++, k++) {
+      while (skip !== null && skip[s] === k) {
+        s++;
+        k++;
+      }
+      const c = conns[k];
       const stateLen = buf.readInt32LE(pos + 8);
       const outLen = buf.readUInt32LE(pos + 12);
       pos += RESULT_TURN_HEADER;
-      const taken = c === null ? null : c.running;
       const extras = result.extras?.[i] ?? null;
       let end = pos + Math.max(0, stateLen) + outLen;
       if (extras?.cmds) for (const cmd of extras.cmds) end = Math.max(end, cmdEnd(cmd));
-      if (c === null || taken === null) {
+      if (!this.#runs(c, ids[k]!)) {
         pos = end;
-        continue; // abandoned at shutdown (its answers were already sent), or failed
+        continue;
       }
+      const taken = c.running!;
       c.running = null;
+      c.lateOn = 0;
       for (const x of taken) if (x.k === REQ) c.requests--;
       if (stateLen >= 0) {
         c.state = buf.subarray(pos, pos + stateLen).slice();
@@ -1275,7 +1281,7 @@ export class ActorServer extends EventEmitter {
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i]!;
       const taken = c.running;
-      if (taken === null || (ids !== null && c.turnId !== ids[i])) continue;
+      if (taken === null || (ids !== null && !this.#runs(c, ids[i]!))) continue;
       c.running = null;
       c.lateOn = 0;
       let first: TurnFailure | null = null;

@@ -61,12 +61,12 @@ interface Prepared {
 
 const EMPTY = new Uint8Array(0);
 
-/** Encodes protocol messages; see the file comment for the batch contract. */
 /** What the action field is called in errors: a PUSH's is its topic. */
 function actionField(msg: OutgoingMessage): string {
   return msg.kind === Kind.PUSH ? 'topic' : 'action';
 }
 
+/** Encodes protocol messages; see the file comment for the batch contract. */
 export class MessageEncoder {
   readonly options: Readonly<ResolvedEncoderOptions>;
   #pending: Prepared | null = null;
