@@ -68,6 +68,43 @@ describe('actor turns that await', () => {
     expect((await a.request('echo', 'after')).body).toBe('after');
   });
 
+  it('a worker past minWorkers that holds an awaiting turn is not retired as idle; an idle one still is', async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 2, workerIdleTimeoutMs: 400, handlerTimeoutMs: 0 });
+    const [a, b] = await Promise.all([client(s), client(s)]);
+    // Two tasks at once: the pool grows to its second worker.
+    await Promise.all([a.request('burn', { ms: 100 }), b.request('burn', { ms: 100 })]);
+    expect(s.stats().workers).toBe(2);
+    // a's turn awaits on one worker, which has no task from now on (to piscina
+    // it is idle at once); b's keeps the other busy for longer than the timeout.
+    const awaiting = a.request('sleep', { ms: 1500, value: 'kept' }).then((r) => r.body, (e: unknown) => e);
+    expect((await b.request('burn', { ms: 600 })).body).toBe(600);
+    expect(await awaiting).toBe('kept');
+    // The worker that ran b's turn has had nothing since: it is retired.
+    const deadline = Date.now() + 5000;
+    while (s.stats().workers > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(s.stats().workers).toBe(1);
+    expect((await a.request('echo', 'after')).body).toBe('after');
+    expect((await b.request('echo', 'after')).body).toBe('after');
+  });
+
+  it('workers retired as idle between bursts: every request is answered, in order, with its state', async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 2, workerIdleTimeoutMs: 40 });
+    const [a, b, c] = await Promise.all([client(s), client(s), client(s)]);
+    let retired = 0;
+    let count = 0;
+    for (let round = 0; round < 8; round++) {
+      // A burst grows the pool (two tasks at once), while c counts on.
+      const [x, y, z] = await Promise.all([a.request('burn', { ms: 30 }), b.request('burn', { ms: 30 }), c.request<{ n: number }>('count')]);
+      expect([x.body, y.body, z.body.n]).toEqual([30, 30, ++count]);
+      const grown = s.stats().workers;
+      // Then quiet but for c, past the idle timeout: the second worker goes.
+      const until = Date.now() + 150;
+      while (Date.now() < until) expect((await c.request<{ n: number }>('count')).body.n).toBe(++count);
+      if (grown === 2 && s.stats().workers === 1) retired++;
+    }
+    expect(retired).toBeGreaterThan(0);
+  });
+
   it('close() waits for a turn that awaits, then answers it', async () => {
     const s = await startServer({ minWorkers: 1, maxWorkers: 1 });
     const a = await client(s);

@@ -248,6 +248,12 @@ export class ActorServer extends EventEmitter {
   #stoppedLate = new Set<number>();
   /** Workers that have ended (threadIds are never reused; one number per worker ever started). */
   #goneThreads = new Set<number>();
+  /** When each live worker last ended a task or an awaiting turn, or started (threadId to performance.now()); #retireIdle. */
+  #lastBusy = new Map<number, number>();
+  /** The sweep that retires idle workers (#retireIdle). */
+  #retireTimer: NodeJS.Timeout | null = null;
+  /** The worker #retireIdle is stopping, until it has exited (0: none); no task is posted meanwhile. */
+  #retiring = 0;
   /** Numbers the turns (Conn.turnId). */
   #turnSeq = 0;
   /** Per action: the sum of the workers' ActionTiming records (wire.ts), RUN_MAX their max. */
@@ -314,7 +320,10 @@ export class ActorServer extends EventEmitter {
       filename: workerPath(),
       minThreads: o.minWorkers,
       maxThreads: o.maxWorkers,
-      idleTimeout: o.workerIdleTimeoutMs,
+      // Idle workers are retired by #retireIdle, not by piscina: a worker
+      // whose only work is turns that await holds no task, and piscina
+      // would stop it under them.
+      idleTimeout: Infinity,
       concurrentTasksPerWorker: 1,
       // 'async': a worker's event loop keeps running between tasks, so late
       // timers and comlink answers are handled while it waits.
@@ -335,6 +344,7 @@ export class ActorServer extends EventEmitter {
       const late = hello?.[LATE_PORT_KEY] as MessagePort | undefined;
       if (late) {
         const thread = hello![THREAD_KEY] as number;
+        this.#lastBusy.set(thread, performance.now());
         late.on('message', (r: LateResult) => this.#onLate(r));
         late.unref();
         // When the worker ends (a crash, terminate(), retired as idle) its
@@ -350,6 +360,8 @@ export class ActorServer extends EventEmitter {
     // Without unfinished tasks piscina reports a dead worker as 'error'; never let that throw.
     pool.on('error', (e: Error) => this.#notify('workerError', e));
     this.#pool = pool;
+    this.#retireTimer = setInterval(() => this.#retireIdle(), Math.min(1000, Math.max(10, Math.floor(o.workerIdleTimeoutMs / 4))));
+    this.#retireTimer.unref();
     try {
       // Connections the engine closes on its own are told why first (a GOAWAY),
       // unless the user chose other bytes.
@@ -376,6 +388,7 @@ export class ActorServer extends EventEmitter {
         },
       });
     } catch (e) {
+      clearInterval(this.#retireTimer ?? undefined);
       await pool.destroy();
       throw e;
     }
@@ -586,6 +599,7 @@ export class ActorServer extends EventEmitter {
       await this.#whenSettled(1000);
       this.#stopped = true;
       if (this.#lateTimer) clearInterval(this.#lateTimer);
+      clearInterval(this.#retireTimer ?? undefined);
       await this.#raw.close();
       await this.#pool?.destroy();
     })();
@@ -959,7 +973,7 @@ export class ActorServer extends EventEmitter {
   // ---------------------------------------------------------------------------
 
   #dispatch(): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#retiring !== 0) return;
     // One task per worker; once tasks keep a worker busy for QUEUE_BEHIND_MS
     // or more, one more per worker, which waits in piscina's queue: a worker
     // that finishes starts its next task at once instead of idling through
@@ -1090,6 +1104,7 @@ export class ActorServer extends EventEmitter {
 
   #onResult(conns: Conn[], ids: number[], result: TaskResult): void {
     const late = result.late;
+    this.#lastBusy.set(result.thread, performance.now());
     this.#taskBusyMs += (result.busyMs - this.#taskBusyMs) / 4;
     const ran = result.count + (late?.length ?? 0);
     if (ran > 0) this.#turnBusyMs += (result.busyMs / ran - this.#turnBusyMs) / 4;
@@ -1113,6 +1128,7 @@ export class ActorServer extends EventEmitter {
   /** Turns that finished after their task returned. */
   #onLate(result: LateResult): void {
     if (this.#stopped) return;
+    this.#lastBusy.set(result.thread, performance.now());
     this.#applyResult(
       result.conns.map((id) => this.#conns.get(id)),
       result.turns,
@@ -1125,6 +1141,11 @@ export class ActorServer extends EventEmitter {
   /** A worker ended: the turns still awaiting on it fail, as a crashed task's do. */
   #onWorkerGone(thread: number): void {
     const timedOut = this.#stoppedLate.delete(thread);
+    this.#lastBusy.delete(thread);
+    if (this.#retiring === thread) {
+      this.#retiring = 0;
+      this.#dispatch();
+    }
     // A result of this worker still on its way may name turns that were awaiting (#onResult).
     this.#goneThreads.add(thread);
     if (this.#stopped) return;
@@ -1138,6 +1159,41 @@ export class ActorServer extends EventEmitter {
     if (lost.length === 0) return;
     this.#onTaskFailed(lost, new Error('it ended while the turn awaited'), timedOut);
     this.#turnsEnded();
+  }
+
+  /**
+   * Stops one worker past minWorkers that has ended no task and no awaiting
+   * turn for workerIdleTimeoutMs and holds no turn that awaits (piscina's
+   * own idle timeout is off, see listen()).  Only while no task is in
+   * flight, so none is on it; no task is posted until it has exited
+   * (#onWorkerGone), else piscina could hand one to it.  Runs every quarter
+   * of the timeout (10 ms to 1 s).
+   */
+  #retireIdle(): void {
+    const pool = this.#pool;
+    if (pool === null || this.#stopped || this.#retiring !== 0 || this.#tasksInFlight > 0) return;
+    const threads = pool.threads;
+    if (threads.length <= this.options.minWorkers) return;
+    const now = performance.now();
+    let awaiting: Set<number> | null = null;
+    for (const w of threads) {
+      const thread = w.threadId;
+      const last = this.#lastBusy.get(thread);
+      if (last === undefined || now - last < this.options.workerIdleTimeoutMs || this.#stoppedLate.has(thread)) continue;
+      if (awaiting === null) {
+        awaiting = new Set<number>();
+        for (const c of this.#conns.values()) if (c.lateOn !== 0 && c.running !== null) awaiting.add(c.lateOn);
+      }
+      if (awaiting.has(thread)) continue;
+      this.#retiring = thread;
+      // #onWorkerGone ends the retirement on the worker's 'exit'; this in case it never comes.
+      void w.terminate().finally(() => {
+        if (this.#retiring !== thread) return;
+        this.#retiring = 0;
+        this.#dispatch();
+      });
+      return;
+    }
   }
 
   /**
