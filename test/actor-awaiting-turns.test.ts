@@ -87,6 +87,23 @@ describe('actor turns that await', () => {
     expect((await b.request('echo', 'after')).body).toBe('after');
   });
 
+  it('nor is one whose awaiting turn belongs to a connection that has closed: the handler runs on after its await', async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 2, workerIdleTimeoutMs: 300, handlerTimeoutMs: 0 });
+    const [a, b, c] = await Promise.all([client(s), client(s), client(s)]);
+    const bConn = (await b.request<{ conn: number }>('whoami')).body.conn;
+    const kicked = new Promise<number>((resolve) => s.on('close', (conn: number) => conn === bConn && resolve(performance.now())));
+    await Promise.all([a.request('burn', { ms: 100 }), c.request('burn', { ms: 100 })]);
+    expect(s.stats().workers).toBe(2);
+    const sent = performance.now();
+    void a.request('sleepThenKick', { ms: 1200, conn: bConn, reason: 'after the await' }).catch(() => undefined);
+    const busy = c.request('burn', { ms: 500 });
+    await new Promise((r) => setTimeout(r, 50));
+    await a.close(); // a's turn awaits on, for a connection that is gone
+    expect((await busy).body).toBe(500);
+    expect((await kicked) - sent).toBeGreaterThan(1100);
+    expect((await c.request('echo', 'after')).body).toBe('after');
+  });
+
   it('workers retired as idle between bursts: every request is answered, in order, with its state', async () => {
     const s = await startServer({ minWorkers: 1, maxWorkers: 2, workerIdleTimeoutMs: 40 });
     const [a, b, c] = await Promise.all([client(s), client(s), client(s)]);

@@ -250,6 +250,12 @@ export class ActorServer extends EventEmitter {
   #goneThreads = new Set<number>();
   /** When each live worker last ended a task or an awaiting turn, or started (threadId to performance.now()); #retireIdle. */
   #lastBusy = new Map<number, number>();
+  /**
+   * Turns awaiting on each worker (threadId to count), whether or not their
+   * connection is still open: the worker runs them on (#retireIdle).  Counted
+   * up by a task's result, down by a late result, which may come first.
+   */
+  #lateTurns = new Map<number, number>();
   /** The sweep that retires idle workers (#retireIdle). */
   #retireTimer: NodeJS.Timeout | null = null;
   /** The worker #retireIdle is stopping, until it has exited (0: none); no task is posted meanwhile. */
@@ -1109,6 +1115,7 @@ export class ActorServer extends EventEmitter {
     const ran = result.count + (late?.length ?? 0);
     if (ran > 0) this.#turnBusyMs += (result.busyMs / ran - this.#turnBusyMs) / 4;
     if (late !== null) {
+      if (!this.#goneThreads.has(result.thread)) this.#lateTurns.set(result.thread, (this.#lateTurns.get(result.thread) ?? 0) + late.length);
       // Turns still awaiting: they stay running (nothing else of their
       // connection starts) and come back on the worker's late port, unless
       // they came already (then the turn running is another, or none).
@@ -1129,6 +1136,7 @@ export class ActorServer extends EventEmitter {
   #onLate(result: LateResult): void {
     if (this.#stopped) return;
     this.#lastBusy.set(result.thread, performance.now());
+    if (!this.#goneThreads.has(result.thread)) this.#lateTurns.set(result.thread, (this.#lateTurns.get(result.thread) ?? 0) - result.turns.length);
     this.#applyResult(
       result.conns.map((id) => this.#conns.get(id)),
       result.turns,
@@ -1142,6 +1150,7 @@ export class ActorServer extends EventEmitter {
   #onWorkerGone(thread: number): void {
     const timedOut = this.#stoppedLate.delete(thread);
     this.#lastBusy.delete(thread);
+    this.#lateTurns.delete(thread);
     if (this.#retiring === thread) {
       this.#retiring = 0;
       this.#dispatch();
@@ -1163,11 +1172,12 @@ export class ActorServer extends EventEmitter {
 
   /**
    * Stops one worker past minWorkers that has ended no task and no awaiting
-   * turn for workerIdleTimeoutMs and holds no turn that awaits (piscina's
-   * own idle timeout is off, see listen()).  Only while no task is in
-   * flight, so none is on it; no task is posted until it has exited
-   * (#onWorkerGone), else piscina could hand one to it.  Runs every quarter
-   * of the timeout (10 ms to 1 s).
+   * turn for workerIdleTimeoutMs and runs no turn that awaits, even one of a
+   * closed connection (its handler runs on; stopping the worker would cut it
+   * off after its await).  Piscina's own idle timeout is off, see listen().
+   * Only while no task is in flight, so none is on it; no task is posted
+   * until it has exited (#onWorkerGone), else piscina could hand one to it.
+   * Runs every quarter of the timeout (10 ms to 1 s).
    */
   #retireIdle(): void {
     const pool = this.#pool;
@@ -1175,16 +1185,11 @@ export class ActorServer extends EventEmitter {
     const threads = pool.threads;
     if (threads.length <= this.options.minWorkers) return;
     const now = performance.now();
-    let awaiting: Set<number> | null = null;
     for (const w of threads) {
       const thread = w.threadId;
       const last = this.#lastBusy.get(thread);
-      if (last === undefined || now - last < this.options.workerIdleTimeoutMs || this.#stoppedLate.has(thread)) continue;
-      if (awaiting === null) {
-        awaiting = new Set<number>();
-        for (const c of this.#conns.values()) if (c.lateOn !== 0 && c.running !== null) awaiting.add(c.lateOn);
-      }
-      if (awaiting.has(thread)) continue;
+      if (last === undefined || now - last < this.options.workerIdleTimeoutMs) continue;
+      if ((this.#lateTurns.get(thread) ?? 0) !== 0 || this.#stoppedLate.has(thread)) continue;
       this.#retiring = thread;
       // #onWorkerGone ends the retirement on the worker's 'exit'; this in case it never comes.
       void w.terminate().finally(() => {
