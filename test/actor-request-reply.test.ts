@@ -104,9 +104,9 @@ describe('actor request and reply', () => {
       expect(e.message).toMatch(message);
     }
     const me = (await c.request<{ conn: number }>('whoami')).body.conn;
-    expect(() => s.join(me, 42 as never)).toThrow(/join\(\): the group must be a non-empty string, got number/);
+    expect(() => s.join(me, 42 as never)).toThrow(/join\(\): the group must be a non-empty string, got 42/);
     expect(() => s.pushToGroup('' as never, 't')).toThrow(/pushToGroup\(\): the group must be a non-empty string, got ""/);
-    expect(() => s.closeConnection(me, { why: 1 } as never)).toThrow(/closeConnection\(conn, reason\): reason must be a string, got object/);
+    expect(() => s.closeConnection(me, { why: 1 } as never)).toThrow(/closeConnection\(conn, reason\): reason must be a string, got an object/);
     expect(() => s.push(me, 'y'.repeat(300))).toThrow(/topic must be at most 255 bytes of UTF-8/);
     expect(() => s.push(me, 42 as never)).toThrow(/topic must be a string, got number/);
     // Nothing of it reached the connection.

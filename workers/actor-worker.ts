@@ -27,8 +27,10 @@ import {
   type TurnContext,
   type TurnFailure,
   actorClassOf,
+  checkGroup,
   codeError,
   isSendableCode,
+  shown,
 } from '../src/actor/actor.js';
 import { bucketOf, sharedClockMs } from '../src/actor/timing.js';
 import {
@@ -186,14 +188,6 @@ class Ctx implements TurnContext {
   }
 }
 
-function shown(v: unknown): string {
-  return typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : Array.isArray(v) ? 'an array with a non-token in it' : typeof v === 'object' ? 'an object' : String(v);
-}
-
-/** A group is named by a non-empty string (String(undefined) would make a group "undefined"). */
-function checkGroup(method: string, group: unknown): asserts group is string {
-  if (typeof group !== 'string' || group.length === 0) throw new TypeError(`${method}(): the group must be a non-empty string, got ${shown(group)}`);
-}
 
 /** A push policy as a command carries it; a bad one throws in the handler (so the handler's caller hears of it). */
 function policyOf(policy: PushPolicy | undefined, key: string | undefined): { policy: number; key: string | null } {

@@ -137,6 +137,16 @@ export function isSendableCode(code: unknown): code is number {
   return typeof code === 'number' && Number.isInteger(code) && ((code >= 1 && code <= 999) || (code >= 10000 && code <= 65535));
 }
 
+/** A value as an error message shows it: strings quoted, objects by kind. */
+export function shown(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : Array.isArray(v) ? 'an array with a non-token in it' : typeof v === 'object' ? 'an object' : String(v);
+}
+
+/** A group is named by a non-empty string (String(undefined) would make a group "undefined"). */
+export function checkGroup(method: string, group: unknown): asserts group is string {
+  if (typeof group !== 'string' || group.length === 0) throw new TypeError(`${method}(): the group must be a non-empty string, got ${shown(group)}`);
+}
+
 /** The RangeError for a code a handler may not send. */
 export function codeError(what: string, code: unknown): RangeError {
   const shown = typeof code === 'string' ? JSON.stringify(code) : String(code);

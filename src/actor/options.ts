@@ -7,7 +7,7 @@ import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CODEC_DEFAULTS } from '../protocol/defaults.js';
 import { OptionError } from '../errors.js';
-import { ENGINE_DEFAULTS, type EngineOptions, intOption } from '../options.js';
+import { ENGINE_DEFAULTS, type EngineOptions, intOption as int } from '../options.js';
 import { PUSH_POLICIES, type PushPolicy } from './actor.js';
 
 /** V8 heap limits of each worker (worker_threads `resourceLimits`). */
@@ -88,8 +88,6 @@ export const ACTOR_DEFAULTS: Readonly<ResolvedActorOptions> = Object.freeze({
 export function defaultMaxWorkers(): number {
   return Math.max(1, availableParallelism());
 }
-
-const int = intOption;
 
 /** Splits options into the actor layer's (validated, defaults filled), the engine's, and the module. */
 export function resolveActorOptions(options: ActorServerOptions): {

@@ -32,7 +32,7 @@ import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from
 import { ErrorCode, ProtocolError } from '../protocol/errors.js';
 import { Flag, Kind } from '../protocol/layout.js';
 import { ServerCodec } from '../protocol/server.js';
-import { type ActorShape, type ClosedInfo, type MainThreadApi, PUSH_POLICIES, type PushOptions, type TurnFailure, actorClassOf, shapeOf } from './actor.js';
+import { type ActorShape, type ClosedInfo, type MainThreadApi, PUSH_POLICIES, type PushOptions, type TurnFailure, actorClassOf, checkGroup, shapeOf, shown } from './actor.js';
 import { type ActorServerOptions, type ResolvedActorOptions, resolveActorOptions } from './options.js';
 import { TURN_TIME_BUCKETS, TURN_TIME_BUCKETS_MS, type TimeHistogram, sharedClockMs } from './timing.js';
 import { ActionTiming, type Cmd, CmdOp, LATE_PORT_KEY, type LateResult, MAIN_PORT_KEY, POLICY_CODES, RESULT_TURN_HEADER, TASK_REQUEST_HEADER, TASK_TURN_HEADER, type Task, type TaskResult, THREAD_KEY, TurnKind, workerInit } from './wire.js';
@@ -496,7 +496,7 @@ export class ActorServer extends EventEmitter {
    * running are not answered (its client fails them as CONNECTION_CLOSED).
    */
   closeConnection(conn: number, reason = 'closed by the server'): boolean {
-    if (typeof reason !== 'string') throw new TypeError(`closeConnection(conn, reason): reason must be a string, got ${reason === null ? 'null' : typeof reason}`);
+    if (typeof reason !== 'string') throw new TypeError(`closeConnection(conn, reason): reason must be a string, got ${shown(reason)}`);
     const c = this.#conns.get(conn);
     if (!c || c.closed || c.closing) return false;
     this.#goAway(c, ErrorCode.NONE, reason);
@@ -1430,12 +1430,6 @@ interface SharedFrame {
   copy(): Uint8Array;
 }
 
-/** A group is named by a non-empty string. */
-function checkGroup(method: string, group: unknown): void {
-  if (typeof group !== 'string' || group.length === 0) {
-    throw new TypeError(`${method}(): the group must be a non-empty string, got ${typeof group === 'string' ? '""' : group === null ? 'null' : typeof group}`);
-  }
-}
 
 function copyOnce(buf: Buffer, off: number, len: number): SharedFrame {
   const view = buf.subarray(off, off + len);
