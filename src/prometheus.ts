@@ -105,7 +105,7 @@ export function actorStatsToPrometheus(stats: ActorServerStats, options: RenderO
   metric('actor_tasks_total', 'counter', 'Worker tasks run.', [[{}, stats.tasks]]);
   metric('actor_turns_total', 'counter', 'Turns run (a run of one connection\'s requests, or a hook).', [[{}, stats.turns]]);
   metric('actor_failed_turns_total', 'counter', 'Requests and hooks that failed (threw, timed out, worker died).', [[{}, stats.failedTurns]]);
-  metric('actor_worker_turns_total', 'counter', 'Turns run, per worker thread.', Object.entries(stats.workerTurns).map(([thread, n]) => [{ thread }, n]));
+  metric('actor_worker_turns_total', 'counter', 'Turns run, per live worker thread (thread 0: by workers that have ended).', Object.entries(stats.workerTurns).map(([thread, n]) => [{ thread }, n]));
   metric('actor_action_requests_total', 'counter', 'Requests run, per action.', Object.entries(stats.actions).map(([action, a]) => [{ action }, a.requests]));
   metric('actor_action_mean_ms', 'gauge', 'Mean handler run time, per action.', Object.entries(stats.actions).map(([action, a]) => [{ action }, a.meanMs]));
   metric('actor_action_max_ms', 'gauge', 'Longest handler run time, per action.', Object.entries(stats.actions).map(([action, a]) => [{ action }, a.maxMs]));

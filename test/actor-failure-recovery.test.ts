@@ -100,6 +100,21 @@ describe('actor failure recovery', () => {
     });
   }
 
+  it('workers that keep crashing: the per-worker turn counts hold the live workers only (ended ones count on under 0)', async () => {
+    const s = await startServer({ minWorkers: 1, maxWorkers: 1 });
+    const a = await client(s);
+    for (let i = 0; i < 6; i++) {
+      expect((await a.request('echo', i)).body).toBe(i);
+      expect(await codeOf(a.request('crash'))).toBe(ErrorCode.INTERNAL);
+    }
+    expect((await a.request('echo', 'last')).body).toBe('last');
+    const st = s.stats();
+    // Seven workers ran turns; one is alive.
+    expect(Object.keys(st.workerTurns).sort()).toEqual(['0', expect.stringMatching(/^[1-9]/)]);
+    // Every turn but the six that crashed (they came back with no result).
+    expect(Object.values(st.workerTurns).reduce((x, y) => x + y, 0)).toBe(st.turns - 6);
+  });
+
   it('recovers from a worker that runs out of memory under resourceLimits', async () => {
     const s = await startServer({ minWorkers: 1, maxWorkers: 2, resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 } });
     const a = await client(s);

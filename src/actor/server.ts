@@ -102,6 +102,8 @@ class Conn {
 
 /** Tasks that keep a worker busy this long (ms, smoothed) get one more task queued behind them per worker (#dispatch). */
 const QUEUE_BEHIND_MS = 1;
+/** How long an ended worker is remembered (ms): far longer than a message of its can be on its way (#goneThreads). */
+const GONE_KEPT_MS = 60_000;
 /** A task takes no more turns than its worker runs in about this long (ms), judged by the turns before (#dispatch). */
 const TASK_TARGET_MS = 2;
 
@@ -173,7 +175,7 @@ export interface ActorServerStats {
    * handler's start), in ms.
    */
   actions: Record<string, { requests: number; meanMs: number; maxMs: number; runMs: TimeHistogram; waitMs: TimeHistogram }>;
-  /** Turns run, per worker threadId. */
+  /** Turns answered, per live worker threadId; those of workers that have ended under 0. */
   workerTurns: Record<number, number>;
 }
 
@@ -246,8 +248,13 @@ export class ActorServer extends EventEmitter {
   #lateTimer: NodeJS.Timeout | null = null;
   /** Workers #watchLate stopped, until they have exited (#onWorkerGone). */
   #stoppedLate = new Set<number>();
-  /** Workers that have ended (threadIds are never reused; one number per worker ever started). */
-  #goneThreads = new Set<number>();
+  /**
+   * Workers that have ended, to when (threadId to performance.now(); threadIds
+   * are never reused): a message of theirs still on its way is known for
+   * theirs.  Forgotten after GONE_KEPT_MS (#retireIdle), so a pool whose
+   * workers crash or retire again and again does not grow this for ever.
+   */
+  #goneThreads = new Map<number, number>();
   /** When each live worker last ended a task or an awaiting turn, or started (threadId to performance.now()); #retireIdle. */
   #lastBusy = new Map<number, number>();
   /**
@@ -1110,12 +1117,13 @@ export class ActorServer extends EventEmitter {
 
   #onResult(conns: Conn[], ids: number[], result: TaskResult): void {
     const late = result.late;
-    this.#lastBusy.set(result.thread, performance.now());
+    const gone = this.#goneThreads.has(result.thread);
+    if (!gone) this.#lastBusy.set(result.thread, performance.now());
     this.#taskBusyMs += (result.busyMs - this.#taskBusyMs) / 4;
     const ran = result.count + (late?.length ?? 0);
     if (ran > 0) this.#turnBusyMs += (result.busyMs / ran - this.#turnBusyMs) / 4;
     if (late !== null) {
-      if (!this.#goneThreads.has(result.thread)) this.#lateTurns.set(result.thread, (this.#lateTurns.get(result.thread) ?? 0) + late.length);
+      if (!gone) this.#lateTurns.set(result.thread, (this.#lateTurns.get(result.thread) ?? 0) + late.length);
       // Turns still awaiting: they stay running (nothing else of their
       // connection starts) and come back on the worker's late port, unless
       // they came already (then the turn running is another, or none).
@@ -1123,7 +1131,7 @@ export class ActorServer extends EventEmitter {
       for (const i of late) {
         const c = conns[i]!;
         if (!this.#runs(c, ids[i]!)) continue;
-        if (this.#goneThreads.has(result.thread)) (lost ??= []).push(c);
+        if (gone) (lost ??= []).push(c);
         else c.lateOn = result.thread;
       }
       this.#watchLate();
@@ -1135,8 +1143,10 @@ export class ActorServer extends EventEmitter {
   /** Turns that finished after their task returned. */
   #onLate(result: LateResult): void {
     if (this.#stopped) return;
-    this.#lastBusy.set(result.thread, performance.now());
-    if (!this.#goneThreads.has(result.thread)) this.#lateTurns.set(result.thread, (this.#lateTurns.get(result.thread) ?? 0) - result.turns.length);
+    if (!this.#goneThreads.has(result.thread)) {
+      this.#lastBusy.set(result.thread, performance.now());
+      this.#lateTurns.set(result.thread, (this.#lateTurns.get(result.thread) ?? 0) - result.turns.length);
+    }
     this.#applyResult(
       result.conns.map((id) => this.#conns.get(id)),
       result.turns,
@@ -1156,7 +1166,14 @@ export class ActorServer extends EventEmitter {
       this.#dispatch();
     }
     // A result of this worker still on its way may name turns that were awaiting (#onResult).
-    this.#goneThreads.add(thread);
+    this.#goneThreads.set(thread, performance.now());
+    // Its turns count on under 0 (no worker's threadId): stats().workerTurns
+    // (and the metric per thread) holds the live workers, not every one ever.
+    const turns = this.#workerTurns.get(thread);
+    if (turns !== undefined) {
+      this.#workerTurns.delete(thread);
+      this.#workerTurns.set(0, (this.#workerTurns.get(0) ?? 0) + turns);
+    }
     if (this.#stopped) return;
     const lost: Conn[] = [];
     for (const c of this.#conns.values()) {
@@ -1180,11 +1197,12 @@ export class ActorServer extends EventEmitter {
    * Runs every quarter of the timeout (10 ms to 1 s).
    */
   #retireIdle(): void {
+    const now = performance.now();
+    for (const [thread, at] of this.#goneThreads) if (now - at > GONE_KEPT_MS) this.#goneThreads.delete(thread);
     const pool = this.#pool;
     if (pool === null || this.#stopped || this.#retiring !== 0 || this.#tasksInFlight > 0) return;
     const threads = pool.threads;
     if (threads.length <= this.options.minWorkers) return;
-    const now = performance.now();
     for (const w of threads) {
       const thread = w.threadId;
       const last = this.#lastBusy.get(thread);
@@ -1239,7 +1257,8 @@ export class ActorServer extends EventEmitter {
    * task's result coming after the late result, already applied.
    */
   #applyResult(conns: Array<Conn | undefined>, ids: number[], skip: number[] | null, result: TaskResult): void {
-    this.#workerTurns.set(result.thread, (this.#workerTurns.get(result.thread) ?? 0) + result.count);
+    const key = this.#goneThreads.has(result.thread) ? 0 : result.thread;
+    this.#workerTurns.set(key, (this.#workerTurns.get(key) ?? 0) + result.count);
     for (const [action, t] of result.timing) {
       const a = this.#actions.get(action);
       if (a) {
