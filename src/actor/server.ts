@@ -1161,10 +1161,6 @@ export class ActorServer extends EventEmitter {
     const timedOut = this.#stoppedLate.delete(thread);
     this.#lastBusy.delete(thread);
     this.#lateTurns.delete(thread);
-    if (this.#retiring === thread) {
-      this.#retiring = 0;
-      this.#dispatch();
-    }
     // A result of this worker still on its way may name turns that were awaiting (#onResult).
     this.#goneThreads.set(thread, performance.now());
     // Its turns count on under 0 (no worker's threadId): stats().workerTurns
@@ -1173,6 +1169,11 @@ export class ActorServer extends EventEmitter {
     if (turns !== undefined) {
       this.#workerTurns.delete(thread);
       this.#workerTurns.set(0, (this.#workerTurns.get(0) ?? 0) + turns);
+    }
+    if (this.#retiring === thread) {
+      // Retired as idle (#retireIdle): tasks may be posted again.
+      this.#retiring = 0;
+      this.#dispatch();
     }
     if (this.#stopped) return;
     const lost: Conn[] = [];
@@ -1448,7 +1449,6 @@ interface SharedFrame {
   view: Uint8Array;
   copy(): Uint8Array;
 }
-
 
 function copyOnce(buf: Buffer, off: number, len: number): SharedFrame {
   const view = buf.subarray(off, off + len);
