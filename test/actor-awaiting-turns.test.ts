@@ -100,7 +100,10 @@ describe('actor turns that await', () => {
     await new Promise((r) => setTimeout(r, 50));
     await a.close(); // a's turn awaits on, for a connection that is gone
     expect((await busy).body).toBe(500);
-    expect((await kicked) - sent).toBeGreaterThan(1100);
+    // Had its worker been stopped, b would never be closed.
+    const at = await Promise.race([kicked, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+    expect(at, 'b was not closed: the awaiting handler did not run on').not.toBe(-1);
+    expect(at - sent).toBeGreaterThan(1100);
     expect((await c.request('echo', 'after')).body).toBe('after');
   });
 
