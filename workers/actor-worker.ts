@@ -188,7 +188,6 @@ class Ctx implements TurnContext {
   }
 }
 
-
 /** A push policy as a command carries it; a bad one throws in the handler (so the handler's caller hears of it). */
 function policyOf(policy: PushPolicy | undefined, key: string | undefined): { policy: number; key: string | null } {
   if (policy === undefined) return { policy: -1, key: null };

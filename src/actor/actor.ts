@@ -149,8 +149,7 @@ export function checkGroup(method: string, group: unknown): asserts group is str
 
 /** The RangeError for a code a handler may not send. */
 export function codeError(what: string, code: unknown): RangeError {
-  const shown = typeof code === 'string' ? JSON.stringify(code) : String(code);
-  return new RangeError(`${what}: the code must be an integer from 10000 to 65535 (an application's) or from 1 to 999 (the protocol's), got ${shown}`);
+  return new RangeError(`${what}: the code must be an integer from 10000 to 65535 (an application's) or from 1 to 999 (the protocol's), got ${shown(code)}`);
 }
 
 /** Thrown by a handler to answer with a specific ERROR code instead of HANDLER_ERROR. */

@@ -1117,13 +1117,11 @@ export class ActorServer extends EventEmitter {
 
   #onResult(conns: Conn[], ids: number[], result: TaskResult): void {
     const late = result.late;
-    const gone = this.#goneThreads.has(result.thread);
-    if (!gone) this.#lastBusy.set(result.thread, performance.now());
+    const gone = !this.#heardFrom(result.thread, late?.length ?? 0);
     this.#taskBusyMs += (result.busyMs - this.#taskBusyMs) / 4;
     const ran = result.count + (late?.length ?? 0);
     if (ran > 0) this.#turnBusyMs += (result.busyMs / ran - this.#turnBusyMs) / 4;
     if (late !== null) {
-      if (!gone) this.#lateTurns.set(result.thread, (this.#lateTurns.get(result.thread) ?? 0) + late.length);
       // Turns still awaiting: they stay running (nothing else of their
       // connection starts) and come back on the worker's late port, unless
       // they came already (then the turn running is another, or none).
@@ -1140,13 +1138,22 @@ export class ActorServer extends EventEmitter {
     this.#applyResult(conns, ids, late, result);
   }
 
+  /**
+   * Worker `thread` sent a result: it was busy until now, and `late` more
+   * turns await on it (fewer when negative; #retireIdle).  False if it has
+   * ended (its message was on its way): it is not added back.
+   */
+  #heardFrom(thread: number, late: number): boolean {
+    if (this.#goneThreads.has(thread)) return false;
+    this.#lastBusy.set(thread, performance.now());
+    if (late !== 0) this.#lateTurns.set(thread, (this.#lateTurns.get(thread) ?? 0) + late);
+    return true;
+  }
+
   /** Turns that finished after their task returned. */
   #onLate(result: LateResult): void {
     if (this.#stopped) return;
-    if (!this.#goneThreads.has(result.thread)) {
-      this.#lastBusy.set(result.thread, performance.now());
-      this.#lateTurns.set(result.thread, (this.#lateTurns.get(result.thread) ?? 0) - result.turns.length);
-    }
+    this.#heardFrom(result.thread, -result.turns.length);
     this.#applyResult(
       result.conns.map((id) => this.#conns.get(id)),
       result.turns,
@@ -1170,11 +1177,7 @@ export class ActorServer extends EventEmitter {
       this.#workerTurns.delete(thread);
       this.#workerTurns.set(0, (this.#workerTurns.get(0) ?? 0) + turns);
     }
-    if (this.#retiring === thread) {
-      // Retired as idle (#retireIdle): tasks may be posted again.
-      this.#retiring = 0;
-      this.#dispatch();
-    }
+    this.#retired(thread);
     if (this.#stopped) return;
     const lost: Conn[] = [];
     for (const c of this.#conns.values()) {
@@ -1195,7 +1198,8 @@ export class ActorServer extends EventEmitter {
    * off after its await).  Piscina's own idle timeout is off, see listen().
    * Only while no task is in flight, so none is on it; no task is posted
    * until it has exited (#onWorkerGone), else piscina could hand one to it.
-   * Runs every quarter of the timeout (10 ms to 1 s).
+   * Runs every quarter of the timeout (10 ms to 1 s), and forgets workers
+   * that ended over GONE_KEPT_MS ago (#goneThreads).
    */
   #retireIdle(): void {
     const now = performance.now();
@@ -1211,13 +1215,16 @@ export class ActorServer extends EventEmitter {
       if ((this.#lateTurns.get(thread) ?? 0) !== 0 || this.#stoppedLate.has(thread)) continue;
       this.#retiring = thread;
       // #onWorkerGone ends the retirement on the worker's 'exit'; this in case it never comes.
-      void w.terminate().finally(() => {
-        if (this.#retiring !== thread) return;
-        this.#retiring = 0;
-        this.#dispatch();
-      });
+      void w.terminate().finally(() => this.#retired(thread));
       return;
     }
+  }
+
+  /** If `thread` is the worker being retired as idle: it is gone, tasks may be posted again. */
+  #retired(thread: number): void {
+    if (this.#retiring !== thread) return;
+    this.#retiring = 0;
+    this.#dispatch();
   }
 
   /**
