@@ -12,7 +12,8 @@
 //    FRAME records; every iteration rewinds head and drains the batch the way
 //    RawServer's #drainRing does (acquire-load tail once, walk the records,
 //    hand each frame out as a view, publish head once).  Rivals: publishing
-//    head after every record, and copying every frame into a fresh Buffer
+//    head after every record, making the views with Buffer.from instead of
+//    src/view.ts's viewOf, and copying every frame into a fresh Buffer
 //    (what a design that hands each message its own allocation pays).  One
 //    task also echoes every frame into a send batch (the entry format of
 //    SendBatch in src/engine.ts), i.e. all the JS work of the raw echo.
@@ -34,6 +35,7 @@ import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import { LAYOUT } from '../dist/src/layout.js';
 import { listenRaw, probeBackends } from '../dist/src/index.js';
+import { viewOf } from '../dist/src/view.js';
 import { onFrames } from './servers/common.mjs';
 
 const { values: args } = parseArgs({
@@ -131,7 +133,11 @@ function drainPerRecord(onFrame) {
 
 let sink = 0; // keeps the handlers' work observable
 const viewFrame = (token, p, len) => {
-  const data = Buffer.from(sab, p, len); // a view, as RawServer hands out
+  const data = viewOf(sab, p, len); // a view, as RawServer hands out
+  sink += data[0] + token;
+};
+const fromFrame = (token, p, len) => {
+  const data = Buffer.from(sab, p, len); // the same view, through Buffer.from's checks
   sink += data[0] + token;
 };
 const copyFrame = (token, p, len) => {
@@ -148,7 +154,7 @@ const bf64 = new Float64Array(batch.buffer, batch.byteOffset, batch.length >> 3)
 const bu32 = new Uint32Array(batch.buffer, batch.byteOffset, batch.length >> 2);
 let batchLen = 0;
 const echoFrame = (token, p, len) => {
-  const data = Buffer.from(sab, p, len);
+  const data = viewOf(sab, p, len);
   const n = len + 4;
   const at = batchLen;
   bf64[at >> 3] = token;
@@ -175,6 +181,10 @@ model
   .add(`rival: head published per record`, () => {
     rewind();
     drainPerRecord(viewFrame);
+  })
+  .add(`rival: views made with Buffer.from(arrayBuffer, offset, length)`, () => {
+    rewind();
+    drainBatched(fromFrame);
   })
   .add(`rival: every frame copied into its own Buffer`, () => {
     rewind();

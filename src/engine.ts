@@ -15,6 +15,7 @@ import { chooseBackend } from './backends.js';
 import { checkLayout, LAYOUT, tokenGen, tokenSlot, tokenThread } from './layout.js';
 import { loadAddon, type NativeEngineHandle } from './native.js';
 import { resolveEngineOptions, type BackendName, type EngineOptions, type PeerAddress, type ResolvedEngineOptions } from './options.js';
+import { viewOf } from './view.js';
 
 export type { PeerAddress } from './options.js';
 
@@ -645,9 +646,9 @@ export class RawServer {
     const h = this.#h;
     switch (kind) {
       case LAYOUT.recFrame:
-        // Buffer.from(arrayBuffer, offset, length) makes the view directly
-        // (subarray would go through the species constructor).
-        h.frame?.(token, Buffer.from(this.#block, p, len), flags === 0 ? -1 : flags & 0x7fff);
+        // A view straight over the ring (view.ts: neither Buffer.from's
+        // checks nor subarray's species lookup, once per frame).
+        h.frame?.(token, viewOf(this.#block, p, len), flags === 0 ? -1 : flags & 0x7fff);
         return;
       case LAYOUT.recOpen: {
         const port = this.#u16[p >> 1]!;
