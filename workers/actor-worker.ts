@@ -53,6 +53,7 @@ import {
   type WorkerInit,
 } from '../src/actor/wire.js';
 import type { PeerAddress } from '../src/options.js';
+import { viewOf } from '../src/view.js';
 import { MessageDecoder } from '../src/protocol/decoder.js';
 import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from '../src/protocol/encoder.js';
 import { ErrorCode, ProtocolError } from '../src/protocol/errors.js';
@@ -236,13 +237,20 @@ function messageOf(e: unknown): string {
 // handler that returns a thenable switches its turn to the async path.
 
 /** Runs one turn; returns the TurnOut, or a Promise of it once something awaited. */
-function runTurn(Actor: typeof SocketActor, spec: TurnSpec, buf: Uint8Array, at: number): TurnOut | Promise<TurnOut> {
+/** A task's bytes: its memory, where they start in it, and one Buffer over them, made once per task. */
+interface TaskBytes {
+  readonly memory: ArrayBufferLike;
+  readonly base: number;
+  readonly view: Buffer;
+}
+
+function runTurn(Actor: typeof SocketActor, spec: TurnSpec, bytes: TaskBytes, at: number): TurnOut | Promise<TurnOut> {
   const turn: TurnOut = { spec, state: null, out: [], cmds: [], close: null, failures: null };
   const actor = new Actor() as SocketActor<unknown>;
   actor.conn = spec.conn;
   let pos = at;
   if (spec.stateLen >= 0) {
-    actor.state = packr.unpack(buf.subarray(pos, pos + spec.stateLen));
+    actor.state = packr.unpack(bytes.view.subarray(pos, pos + spec.stateLen));
     pos += spec.stateLen;
   } else {
     actor.state = actor.initialState();
@@ -256,23 +264,25 @@ function runTurn(Actor: typeof SocketActor, spec: TurnSpec, buf: Uint8Array, at:
     case TurnKind.FAILED:
       return runHook(actor, turn, 'onTurnFailed', spec.info as TurnFailure).then(() => finish(actor, turn));
     default:
-      return runRequests(actor, turn, Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), pos, 0);
+      return runRequests(actor, turn, bytes, pos, 0);
   }
 }
 
-function runRequests(actor: SocketActor<unknown>, turn: TurnOut, view: Buffer, pos: number, from: number): TurnOut | Promise<TurnOut> {
+function runRequests(actor: SocketActor<unknown>, turn: TurnOut, bytes: TaskBytes, pos: number, from: number): TurnOut | Promise<TurnOut> {
   const n = turn.spec.n;
+  const view = bytes.view;
   for (let i = from; i < n; i++) {
     const len = view.readUInt32LE(pos);
     const arrival = view.readDoubleLE(pos + 4);
-    const frame = view.subarray(pos + TASK_REQUEST_HEADER, pos + TASK_REQUEST_HEADER + len);
+    // (runTask walked the layout: the request lies inside the task's bytes.)
+    const frame = viewOf(bytes.memory, bytes.base + pos + TASK_REQUEST_HEADER, len);
     pos += TASK_REQUEST_HEADER + len;
     const r = runRequest(actor, turn, frame, arrival);
     if (r === null) continue;
     const next = pos;
     const rest = async (failure: TurnFailure | null): Promise<TurnOut> => {
       if (failure) await runHook(actor, turn, 'onTurnFailed', failure);
-      return runRequests(actor, turn, view, next, i + 1);
+      return runRequests(actor, turn, bytes, next, i + 1);
     };
     return r instanceof Promise ? r.then(rest) : rest(r);
   }
@@ -505,9 +515,9 @@ function sendLate(): void {
  * A turn that could not run at all (its state did not unpack, initialState
  * threw): every request gets ERROR INTERNAL, the state stays as it was.
  */
-function brokenTurn(spec: TurnSpec, buf: Uint8Array, at: number, e: unknown): TurnOut {
+function brokenTurn(spec: TurnSpec, bytes: TaskBytes, at: number, e: unknown): TurnOut {
   const turn: TurnOut = { spec, state: null, out: [], cmds: [], close: null, failures: null };
-  const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const view = bytes.view;
   let pos = at + Math.max(0, spec.stateLen);
   if (spec.stateLen >= 0) turn.state = Buffer.from(view.subarray(at, pos));
   const message = `the actor could not run: ${messageOf(e)}`;
@@ -547,7 +557,10 @@ export default async function runTask(task: Task): Promise<TaskResult> {
   const Actor = await loadActor();
   const started = performance.now();
   sampleClockOffset();
-  const view = Buffer.from(task.buf.buffer, task.buf.byteOffset, task.buf.byteLength);
+  const memory = task.buf.buffer;
+  const base = task.buf.byteOffset;
+  const view = viewOf(memory, base, task.buf.byteLength);
+  const bytes: TaskBytes = { memory, base, view };
   let pos = 0;
   // Each turn's output, in the task's order: at once for a turn that did not
   // await, when it settles for one that did (see the end).
@@ -572,18 +585,18 @@ export default async function runTask(task: Task): Promise<TaskResult> {
     pos += TASK_TURN_HEADER + alen;
     const at = pos;
     try {
-      const out = runTurn(Actor, spec, task.buf, at);
+      const out = runTurn(Actor, spec, bytes, at);
       if (out instanceof Promise) {
         waited = true;
         out
-          .catch((e: unknown) => brokenTurn(spec, task.buf, at, e))
+          .catch((e: unknown) => brokenTurn(spec, bytes, at, e))
           .then((t) => {
             if (returned) lateDone(t);
             else slots[i] = t;
           });
       } else slots[i] = out;
     } catch (e) {
-      slots[i] = brokenTurn(spec, task.buf, at, e);
+      slots[i] = brokenTurn(spec, bytes, at, e);
     }
     if (spec.stateLen > 0) pos += spec.stateLen;
     for (let k = 0; k < spec.n; k++) pos += TASK_REQUEST_HEADER + view.readUInt32LE(pos);
