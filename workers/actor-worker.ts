@@ -53,12 +53,12 @@ import {
   type WorkerInit,
 } from '../src/actor/wire.js';
 import type { PeerAddress } from '../src/options.js';
-import { viewOf } from '../src/view.js';
 import { MessageDecoder } from '../src/protocol/decoder.js';
 import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from '../src/protocol/encoder.js';
 import { ErrorCode, ProtocolError } from '../src/protocol/errors.js';
 import { Flag } from '../src/protocol/layout.js';
 import { answerDecodeError } from '../src/protocol/server.js';
+import { viewOf } from '../src/view.js';
 
 const init = workerData as WorkerInit;
 const decoder = new MessageDecoder({ ...init.codec, copyBuffers: false }); // task buffers are never reused
@@ -236,7 +236,6 @@ function messageOf(e: unknown): string {
 // values runs without a single await (no promise per request), and only a
 // handler that returns a thenable switches its turn to the async path.
 
-/** Runs one turn; returns the TurnOut, or a Promise of it once something awaited. */
 /** A task's bytes: its memory, where they start in it, and one Buffer over them, made once per task. */
 interface TaskBytes {
   readonly memory: ArrayBufferLike;
@@ -244,6 +243,7 @@ interface TaskBytes {
   readonly view: Buffer;
 }
 
+/** Runs one turn; returns the TurnOut, or a Promise of it once something awaited. */
 function runTurn(Actor: typeof SocketActor, spec: TurnSpec, bytes: TaskBytes, at: number): TurnOut | Promise<TurnOut> {
   const turn: TurnOut = { spec, state: null, out: [], cmds: [], close: null, failures: null };
   const actor = new Actor() as SocketActor<unknown>;
