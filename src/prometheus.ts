@@ -67,7 +67,7 @@ export function statsToPrometheus(stats: EngineStats, options: RenderOptions = {
   );
   metric('frames_received_total', 'counter', 'Frames delivered to JavaScript.', [[{}, stats.framesIn]]);
   metric('received_bytes_total', 'counter', 'Payload bytes of those frames.', [[{}, stats.bytesIn]]);
-  metric('sends_total', 'counter', 'Send entries taken from JavaScript.', [[{}, stats.sendsOut]]);
+  metric('sends_total', 'counter', 'Send entries taken from JavaScript (consecutive sends to one connection in one batch are one entry).', [[{}, stats.sendsOut]]);
   metric('sent_bytes_total', 'counter', 'Bytes written to sockets.', [[{}, stats.bytesOut]]);
   metric('ring_stalls_total', 'counter', 'Times an I/O thread found its ring into JavaScript full.', [[{}, stats.ring.stalls]]);
   metric('ring_used_bytes', 'gauge', 'Bytes of the rings into JavaScript not yet drained.', [[{}, stats.ring.usedBytes]]);

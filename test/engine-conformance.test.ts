@@ -220,6 +220,53 @@ describe.each(backendCases)('engine conformance: $title', ({ name, available }) 
         for (let i = 0; i < 20; i++) expect(c.frames[i]!.equals(pattern(conn + i, 64))).toBe(true);
       }
     });
+
+    it('gathers consecutive sends to one connection into one entry: every byte in order, whatever the lengths', async () => {
+      const rec = echo({}, { echo: false });
+      const [c1, c2] = [await connect(rec.server), await connect(rec.server)];
+      await until(() => rec.opens.length === 2, 5000, 'opens');
+      const byPort = new Map(rec.opens.map((o) => [o.peer.port, o.conn]));
+      const a = byPort.get(c1.socket.localPort!)!;
+      const b = byPort.get(c2.socket.localPort!)!;
+      const before = rec.server.stats().sendsOut;
+      // One synchronous burst, so one batch: 21 frames to a (lengths 0-20,
+      // so most land unaligned; every third one through write() already
+      // framed), 5 to b, 3 more to a: three entries.
+      const wantA: Buffer[] = [];
+      const wantB: Buffer[] = [];
+      for (let i = 0; i <= 20; i++) {
+        const p = pattern(i, i);
+        wantA.push(p);
+        expect(i % 3 === 0 ? rec.server.write(a, frame(p)) : rec.server.send(a, p)).toBe(true);
+      }
+      for (let i = 0; i < 5; i++) {
+        const p = pattern(100 + i, 7 + i);
+        wantB.push(p);
+        expect(rec.server.send(b, p)).toBe(true);
+      }
+      for (let i = 0; i < 3; i++) {
+        const p = pattern(200 + i, 13);
+        wantA.push(p);
+        expect(rec.server.send(a, p)).toBe(true);
+      }
+      await Promise.all([c1.waitFrames(wantA.length), c2.waitFrames(wantB.length)]);
+      expect(c1.frames.map((f) => f.toString('hex'))).toEqual(wantA.map((f) => f.toString('hex')));
+      expect(c2.frames.map((f) => f.toString('hex'))).toEqual(wantB.map((f) => f.toString('hex')));
+      await until(() => rec.server.stats().sendsOut - before === 3, 5000, 'three send entries');
+
+      // Past 1 MiB the entry ends and the next one begins; a close ends it too,
+      // and sends after a close are refused, not gathered into what went before.
+      const big = [pattern(1, 700_000), pattern(2, 700_000), pattern(3, 5)];
+      const mark = rec.server.stats().sendsOut;
+      for (const p of big) expect(rec.server.send(a, p)).toBe(true);
+      expect(rec.server.closeConnection(a)).toBe(true);
+      expect(rec.server.send(a, pattern(4, 5))).toBe(false);
+      await c1.waitClosed();
+      const got = c1.frames.slice(wantA.length);
+      expect(got.length).toBe(3);
+      for (let i = 0; i < 3; i++) expect(got[i]!.equals(big[i]!)).toBe(true);
+      expect(rec.server.stats().sendsOut - mark).toBe(2);
+    });
   });
 
   describe.skipIf(!available)('backpressure', () => {
