@@ -79,8 +79,10 @@ lateChannel.port1.unref();
 const main = Comlink.wrap<MainThreadApi>(channel.port1 as unknown as Comlink.Endpoint) as unknown as MainThreadApi;
 
 let actorClass: Promise<typeof SocketActor> | undefined;
+/** The actor class once loaded: tasks after the first start at once, not a microtask later. */
+let loadedActor: typeof SocketActor | undefined;
 function loadActor(): Promise<typeof SocketActor> {
-  actorClass ??= import(init.actor).then((m: Record<string, unknown>) => actorClassOf(m, init.actor));
+  actorClass ??= import(init.actor).then((m: Record<string, unknown>) => (loadedActor = actorClassOf(m, init.actor)));
   return actorClass;
 }
 
@@ -554,7 +556,7 @@ function addressAt(view: Buffer, at: number, len: number): string {
 
 /** The piscina task: run a batch of turns. */
 export default async function runTask(task: Task): Promise<TaskResult> {
-  const Actor = await loadActor();
+  const Actor = loadedActor ?? (await loadActor());
   const started = performance.now();
   sampleClockOffset();
   const memory = task.buf.buffer;

@@ -32,6 +32,7 @@ import { MessageEncoder, Messages, type OutgoingMessage, type SendOptions } from
 import { ErrorCode, ProtocolError } from '../protocol/errors.js';
 import { Flag, Kind } from '../protocol/layout.js';
 import { ServerCodec } from '../protocol/server.js';
+import { viewOf } from '../view.js';
 import { type ActorShape, type ClosedInfo, type MainThreadApi, PUSH_POLICIES, type PushOptions, type TurnFailure, actorClassOf, checkGroup, shapeOf, shown } from './actor.js';
 import { type ActorServerOptions, type ResolvedActorOptions, resolveActorOptions } from './options.js';
 import { TURN_TIME_BUCKETS, TURN_TIME_BUCKETS_MS, type TimeHistogram, sharedClockMs } from './timing.js';
@@ -269,6 +270,9 @@ export class ActorServer extends EventEmitter {
   #retiring = 0;
   /** Numbers the turns (Conn.turnId). */
   #turnSeq = 0;
+  /** The last peer address put in a task, and its bytes (#addressBytes). */
+  #lastAddress = '';
+  #lastAddressBytes = Buffer.alloc(0);
   /** Per action: the sum of the workers' ActionTiming records (wire.ts), RUN_MAX their max. */
   #actions = new Map<string, Float64Array>();
   /** Arrival time of the frames of the ring batch being drained (0: none read yet; batchEnd resets it). */
@@ -1047,14 +1051,16 @@ export class ActorServer extends EventEmitter {
       c.allowanceMs = 0;
       if (c.state) total += c.state.length;
     }
-    const buf = Buffer.from(new ArrayBuffer(total));
+    const buf = viewOf(new ArrayBuffer(total), 0, total);
     let pos = 0;
     for (const c of conns) {
       const first = c.running![0]!;
       const n = first.k === REQ ? c.running!.length : 0;
       buf.writeDoubleLE(c.id, pos);
       buf[pos + 8] = first.k === HOOK ? first.kind : TurnKind.REQUESTS;
-      const alen = buf.write(c.peer.address, pos + TASK_TURN_HEADER, 'latin1');
+      const address = this.#addressBytes(c.peer.address);
+      const alen = address.length;
+      buf.set(address, pos + TASK_TURN_HEADER);
       buf[pos + 9] = alen;
       buf.writeUInt16LE(c.peer.port, pos + 10);
       buf[pos + 12] = c.peer.family;
@@ -1101,6 +1107,19 @@ export class ActorServer extends EventEmitter {
       this.#tasksInFlight--;
       this.#turnsEnded();
     });
+  }
+
+  /**
+   * A peer address in latin1 bytes, as a task carries it.  A task's turns
+   * mostly come from a few addresses, and encoding one is a call into C++
+   * (Buffer.write), so the last one is kept while the address matches.
+   */
+  #addressBytes(address: string): Buffer {
+    if (address !== this.#lastAddress) {
+      this.#lastAddress = address;
+      this.#lastAddressBytes = Buffer.from(address, 'latin1');
+    }
+    return this.#lastAddressBytes;
   }
 
   /** After turns ended: their answers go to the I/O threads before the next task is posted. */
@@ -1275,7 +1294,9 @@ export class ActorServer extends EventEmitter {
         a[ActionTiming.RUN_MAX] = max;
       } else if (this.#actions.size < 1000) this.#actions.set(action, t);
     }
-    const buf = Buffer.from(result.buf.buffer, result.buf.byteOffset, result.buf.byteLength);
+    const memory = result.buf.buffer;
+    const base = result.buf.byteOffset;
+    const buf = viewOf(memory, base, result.buf.byteLength);
     let pos = 0;
     for (let i = 0, k = 0, s = 0; i < result.count; i++, k++) {
       while (skip !== null && skip[s] === k) {
@@ -1301,7 +1322,7 @@ export class ActorServer extends EventEmitter {
         c.state = buf.subarray(pos, pos + stateLen).slice();
         pos += stateLen;
       }
-      if (outLen > 0 && !c.closed && !c.closing) this.#write(c, buf.subarray(pos, pos + outLen));
+      if (outLen > 0 && !c.closed && !c.closing) this.#write(c, viewOf(memory, base + pos, outLen));
       pos = end;
       if (extras !== null) {
         if (extras.failures) {
