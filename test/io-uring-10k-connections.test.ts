@@ -81,7 +81,17 @@ describe.skipIf(!uringAvailable)(uringTitle('io_uring with 10,000 connections'),
     expect(echo.result.ok, echo.out).toBe(true);
     expect(echo.result.mismatches).toBe(0);
     expect(Number(echo.result.replies)).toBeGreaterThan(N);
-    await until(() => closes === 2 * N, 30_000, `${2 * N} closes (have ${closes})`);
+    try {
+      await until(() => closes === 2 * N, 30_000, `${2 * N} closes`);
+    } catch (e) {
+      // Seen once (CI of b2470be: 18,482 closes after 30 s), never again in
+      // 14 runs: say where the missing connections are if it comes back.
+      const { ok, replies, unanswered, errors, conn_errors } = echo.result;
+      throw new Error(
+        `${(e as Error).message}: ${opens} opens and ${closes} closes seen; ` +
+          `server stats ${JSON.stringify(server.stats())}; load generator ${JSON.stringify({ ok, replies, unanswered, errors, conn_errors })}`,
+      );
+    }
     expect(server.stats().connections.open).toBe(0);
     expect(server.stats().connections.accepted).toBe(2 * N);
   });
