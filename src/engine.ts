@@ -194,10 +194,7 @@ class SendBatch {
   u32 = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >> 2);
   len = 0;
   /** Where the last entry starts when it is a send that a next send to the same connection may extend; -1: none. */
-  tail = -1;
-  tailToken = 0;
-  /** That entry's bytes (unpadded). */
-  tailBytes = 0;
+  private tail = -1;
 
   private grow(need: number): void {
     let cap = this.buf.length * 2;
@@ -229,25 +226,23 @@ class SendBatch {
    */
   send(token: number, n: number): number {
     const t = this.tail;
-    if (t >= 0 && this.tailToken === token && this.tailBytes + n <= MAX_GATHERED_BYTES) {
-      const body = t + LAYOUT.batchHeaderBytes;
-      const at = body + this.tailBytes;
-      const total = this.tailBytes + n;
-      const end = body + ((total + 7) & ~7);
-      if (end > this.buf.length) this.grow(end);
-      this.u32[(t + 8) >> 2] = total;
-      this.tailBytes = total;
-      this.len = end;
-      return at;
+    if (t >= 0 && this.f64[t >> 3] === token) {
+      const had = this.u32[(t + 8) >> 2]!; // the entry's header holds its token and length
+      if (had + n <= MAX_GATHERED_BYTES) {
+        const body = t + LAYOUT.batchHeaderBytes;
+        const end = body + ((had + n + 7) & ~7);
+        if (end > this.buf.length) this.grow(end);
+        this.u32[(t + 8) >> 2] = had + n;
+        this.len = end;
+        return body + had;
+      }
     }
     const at = this.entry(token, LAYOUT.opSend, n);
     this.tail = at - LAYOUT.batchHeaderBytes;
-    this.tailToken = token;
-    this.tailBytes = n;
     return at;
   }
 
-  /** Empty it (after native took the bytes), dropping an outsized buffer. */
+  /** Empty it, dropping an outsized buffer (the caller keeps the old one for as long as it needs its bytes). */
   reset(): void {
     this.len = 0;
     this.tail = -1;
@@ -484,11 +479,9 @@ export class RawServer {
   flush(): void {
     const b = this.#batch;
     if (b.len === 0 || this.#closed) return;
-    const len = b.len;
-    b.len = 0;
-    b.tail = -1;
-    this.#native.submit(b.buf, len);
-    b.reset();
+    const { buf, len } = b;
+    b.reset(); // before submit: a batch it refuses is not sent again with the next
+    this.#native.submit(buf, len);
   }
 
   /**
