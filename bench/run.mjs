@@ -605,7 +605,31 @@ async function measureThroughput(server, shape) {
   return r;
 }
 
+// Idle memory: the server's RSS growth while it holds opts.memConns idle
+// connections, divided by their number.  Measured twice, on two fresh
+// servers: straight after start, and after WARM_ECHO_S of echo traffic (100
+// connections x 16).  A fresh process has first-touch costs that a connection
+// sets off once and a server that has served anything has already paid: V8's
+// young generation filling the pages it reserved, the rings' pages, code
+// pages.  Those land in the first figure; the second is the cost of one more
+// idle connection on a server already in use.
+const WARM_ECHO_S = 1;
+
 async function measureMemory(server) {
+  const fresh = await measureIdle(server, false);
+  if (fresh.failed || fresh.skipped) return fresh;
+  const warm = await measureIdle(server, true);
+  if (warm.failed || warm.skipped) return { ...warm, failed: `after echo traffic: ${warm.failed ?? warm.skipped}` };
+  return {
+    ...fresh,
+    warmLoadCommand: warm.warmLoadCommand,
+    warmRssBeforeKb: warm.rssBeforeKb,
+    warmRssAfterKb: warm.rssAfterKb,
+    warmKbPerConn: warm.kbPerConn,
+  };
+}
+
+async function measureIdle(server, warm) {
   if (opts.quietWait > 0) await waitQuiet();
   const s = await startServer(server, 0);
   if (!s.proc) return s;
@@ -613,6 +637,16 @@ async function measureMemory(server) {
   let lg;
   try {
     await sleep(500);
+    let warmLoadCommand;
+    if (warm) {
+      const wargv = ['--host', opts.host, '--port', String(s.port), '-c', '100', '-p', '16', '-s', '64',
+        '-d', String(WARM_ECHO_S), '-w', '0', '-q'];
+      warmLoadCommand = ['build/Release/ww_loadgen', ...wargv].join(' ');
+      const w = await runLoadgen(wargv);
+      if (!w.result?.ok) return { failed: `echo traffic before the count failed: ${w.result?.error ?? w.stderr}`.slice(0, 300), line: s.line };
+      // Let the 100 connections' closes be taken and the server settle.
+      await sleep(1000);
+    }
     const before = vmRssKb(pid);
     const fds0 = fdCount(pid);
     const n = opts.memConns;
@@ -639,6 +673,7 @@ async function measureMemory(server) {
     return {
       line: s.line,
       serverCommand: s.command,
+      warmLoadCommand,
       loadgenCommand: ['build/Release/ww_loadgen', ...argv].join(' '),
       rssBeforeKb: before,
       rssAfterKb: after,
@@ -697,12 +732,15 @@ function record(server, shape, r) {
   if (r.serverCommand) {
     if (!commands.has(shape.id)) commands.set(shape.id, { loadgen: r.loadgenCommand, servers: new Map() });
     const c = commands.get(shape.id);
-    // The protocol rows drive the load generator with --frame-file: say so.
-    c.servers.set(server.name, r.loadgenCommand && r.loadgenCommand !== c.loadgen ? `${r.serverCommand}\` with load \`${r.loadgenCommand}` : r.serverCommand);
+    if (r.warmLoadCommand) c.warmLoad = r.warmLoadCommand;
+    // The protocol rows drive the load generator with --frame-file: say so
+    // (the port differs from run to run and does not count).
+    const anyPort = (cmd) => cmd.replace(/--port \d+/, '--port <p>');
+    c.servers.set(server.name, r.loadgenCommand && anyPort(r.loadgenCommand) !== anyPort(c.loadgen) ? `${r.serverCommand}\` with load \`${r.loadgenCommand}` : r.serverCommand);
   }
   done++;
   const what = r.skipped ? `skipped (${r.skipped})` : r.failed ? `FAILED (${r.failed})`
-    : r.kbPerConn !== undefined ? `${r.kbPerConn.toFixed(2)} KB/conn`
+    : r.kbPerConn !== undefined ? `${r.kbPerConn.toFixed(2)} KB/conn fresh, ${r.warmKbPerConn.toFixed(2)} KB/conn after echo traffic`
     : `${fmtRate(r.rate)}/s p50 ${r.lat.p50.toFixed(0)} us p99 ${r.lat.p99.toFixed(0)} us err ${r.errors} ` +
       `cpu loadgen ${r.loadgenCpu.toFixed(0)}% server ${r.serverCpu.toFixed(0)}% other ${r.otherCpu.toFixed(0)}%` +
       (r.disturbed ? ' (DISTURBED, kept)' : '');
@@ -825,6 +863,7 @@ function summary(serverName, shapeId) {
     loadgenCpu: m((r) => r.loadgenCpu), serverCpu: m((r) => r.serverCpu), otherCpu: m((r) => r.otherCpu),
     disturbed: ok.filter((r) => r.disturbed).length,
     kbPerConn: m((r) => r.kbPerConn), rssBeforeKb: m((r) => r.rssBeforeKb), rssAfterKb: m((r) => r.rssAfterKb),
+    warmKbPerConn: m((r) => r.warmKbPerConn), warmRssBeforeKb: m((r) => r.warmRssBeforeKb), warmRssAfterKb: m((r) => r.warmRssAfterKb),
     stealCpu: m((r) => r.stealCpu),
     waitCpu: m((r) => r.waitCpu), idleCpu: m((r) => r.idleCpu),
     mainCpu: m((r) => r.mainCpu), threadsCpu: m((r) => r.threadsCpu), busiestThreadCpu: m((r) => r.busiestThreadCpu),
@@ -907,11 +946,13 @@ if (memShape) {
   const ref = summary(REFERENCE, memShape.id);
   for (const server of activeServers.filter((s) => s.memory)) {
     const s = summary(server.name, memShape.id);
-    memoryRows[server.name] = s.reason ? { 'KB per connection': short(s.reason) } : {
-      'KB per connection': s.kbPerConn.toFixed(2),
-      'vs net': fmtRatio(s.kbPerConn / ref.kbPerConn),
-      'RSS before (MB)': (s.rssBeforeKb / 1024).toFixed(1),
-      'RSS after (MB)': (s.rssAfterKb / 1024).toFixed(1),
+    memoryRows[server.name] = s.reason ? { 'fresh: KB per connection': short(s.reason) } : {
+      'fresh: KB per connection': s.kbPerConn.toFixed(2),
+      'fresh: vs net': fmtRatio(s.kbPerConn / ref.kbPerConn),
+      'fresh: RSS before / after (MB)': `${(s.rssBeforeKb / 1024).toFixed(1)} / ${(s.rssAfterKb / 1024).toFixed(1)}`,
+      'after echo: KB per connection': s.warmKbPerConn.toFixed(2),
+      'after echo: vs net': fmtRatio(s.warmKbPerConn / ref.warmKbPerConn),
+      'after echo: RSS before / after (MB)': `${(s.warmRssBeforeKb / 1024).toFixed(1)} / ${(s.warmRssAfterKb / 1024).toFixed(1)}`,
     };
     if (s.reason) notes.push(`${server.name} / mem: ${s.reason}`);
   }
@@ -1003,6 +1044,7 @@ for (const shape of activeShapes) {
   const c = commands.get(shape.id);
   if (!c) continue;
   cmdLines.push(`- ${shape.id} (${shape.about}):`, `  - load: \`${c.loadgen.replace(/--port \d+/, '--port <p>')}\``);
+  if (c.warmLoad) cmdLines.push(`  - echo traffic before the count ("after echo" figures): \`${c.warmLoad.replace(/--port \d+/, '--port <p>')}\``);
   for (const [name, cmd] of c.servers) cmdLines.push(`  - ${name}: \`${cmd.replace(/--port \d+/, '--port <p>')}\``);
 }
 
@@ -1042,7 +1084,7 @@ ${Object.keys(latencyRows).length ? mdTable(latencyRows, 'server') : '(1x1 not i
 
 ## Memory: server RSS per idle connection
 
-${memShape ? `${opts.memConns} idle connections (load generator --connect-only); (VmRSS after - VmRSS before) / connections, read from /proc/<pid>/status once the server holds every socket and 1 s has passed. Kernel socket buffers are not in RSS.\n\n${mdTable(memoryRows, 'server')}` : '(memory shape not in this run)'}
+${memShape ? `${opts.memConns} idle connections (load generator --connect-only); (VmRSS after - VmRSS before) / connections, read from /proc/<pid>/status once the server holds every socket and 1 s has passed. Kernel socket buffers are not in RSS. Each server is measured twice, each time freshly started: at once ("fresh server"), and after ${WARM_ECHO_S} s of echo traffic on 100 connections x 16 and 1 s to settle ("after echo"). The fresh figure also holds what the first connections cost a new process once (its young JS heap and ring pages being touched for the first time); the second is what one more idle connection costs a server that has served traffic (bench/README.md, "The memory shape").\n\n${mdTable(memoryRows, 'server')}` : '(memory shape not in this run)'}
 
 ## Every server and shape (medians)
 
