@@ -610,9 +610,9 @@ async function measureThroughput(server, shape) {
 // servers: straight after start, and after WARM_ECHO_S of echo traffic (100
 // connections x 16).  A fresh process has first-touch costs that a connection
 // sets off once and a server that has served anything has already paid: V8's
-// young generation filling the pages it reserved, the rings' pages, code
-// pages.  Those land in the first figure; the second is the cost of one more
-// idle connection on a server already in use.
+// young generation filling the pages it reserved, the rings' pages (measured:
+// bench/README.md, "The memory shape").  Those land in the first figure; the
+// second is the cost of one more idle connection on a server already in use.
 const WARM_ECHO_S = 1;
 
 async function measureMemory(server) {
