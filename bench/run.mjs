@@ -711,6 +711,8 @@ function disturbance(r) {
 const status = new Map(); // server name -> { skipped | failed } for whole-server skips
 const listeningLines = new Map();
 const commands = new Map(); // shape id -> { loadgen, servers: Map }
+/** A command line with its port (different every run) as <p>. */
+const anyPort = (cmd) => cmd.replace(/--port \d+/, '--port <p>');
 const started = new Date();
 const t0 = performance.now();
 
@@ -735,7 +737,6 @@ function record(server, shape, r) {
     if (r.warmLoadCommand) c.warmLoad = r.warmLoadCommand;
     // The protocol rows drive the load generator with --frame-file: say so
     // (the port differs from run to run and does not count).
-    const anyPort = (cmd) => cmd.replace(/--port \d+/, '--port <p>');
     c.servers.set(server.name, r.loadgenCommand && anyPort(r.loadgenCommand) !== anyPort(c.loadgen) ? `${r.serverCommand}\` with load \`${r.loadgenCommand}` : r.serverCommand);
   }
   done++;
@@ -1043,9 +1044,9 @@ const cmdLines = [];
 for (const shape of activeShapes) {
   const c = commands.get(shape.id);
   if (!c) continue;
-  cmdLines.push(`- ${shape.id} (${shape.about}):`, `  - load: \`${c.loadgen.replace(/--port \d+/, '--port <p>')}\``);
-  if (c.warmLoad) cmdLines.push(`  - echo traffic before the count ("after echo" figures): \`${c.warmLoad.replace(/--port \d+/, '--port <p>')}\``);
-  for (const [name, cmd] of c.servers) cmdLines.push(`  - ${name}: \`${cmd.replace(/--port \d+/, '--port <p>')}\``);
+  cmdLines.push(`- ${shape.id} (${shape.about}):`, `  - load: \`${anyPort(c.loadgen)}\``);
+  if (c.warmLoad) cmdLines.push(`  - echo traffic before the count ("after echo" figures): \`${anyPort(c.warmLoad)}\``);
+  for (const [name, cmd] of c.servers) cmdLines.push(`  - ${name}: \`${anyPort(cmd)}\``);
 }
 
 const md = `# Benchmark results
