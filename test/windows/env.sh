@@ -20,10 +20,23 @@ export WINEARCH=win64
 
 log() { printf '[windows] %s\n' "$*" >&2; }
 
+# Debian's wineserver wrapper passes -p0: the server exits the moment its
+# last client does, so every step of run.sh would start a new one and the
+# next step's first Wine process could reach the old one while it shuts
+# down ("wine client error:0: recvmsg: Connection reset by peer", exit 1
+# before node.exe runs: CI of 2026-11-28 lost its vitest step that way).
+# run.sh therefore keeps one server for the whole run (-p: persist until
+# killed), after waiting out any server still shutting down.
+WINESERVER=/usr/lib/wine/wineserver
+start_wineserver() {
+  timeout 30 "$WINESERVER" -w >/dev/null 2>&1 || true
+  "$WINESERVER" -p </dev/null >/dev/null 2>&1
+}
+
 # Stop this prefix's wineserver (and anything left in it) when a script
 # ends, so no daemon outlives the run holding CI's output pipe open.
 stop_wineserver() {
-  if [ -d "$WINEPREFIX" ]; then timeout 10 /usr/lib/wine/wineserver -k >/dev/null 2>&1 || true; fi
+  if [ -d "$WINEPREFIX" ]; then timeout 10 "$WINESERVER" -k >/dev/null 2>&1 || true; fi
 }
 
 # apt packages, only when something is missing (CI runs as root).

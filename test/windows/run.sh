@@ -37,6 +37,7 @@ if [ ! -f dist/src/index.js ] || [ -n "$(find src -newer dist/src/index.js -name
 fi
 
 ensure_prefix
+start_wineserver
 # Wine 8 has no bcryptprimitives.dll; vitest's Rust parts need ProcessPrng.
 SYS32=$WINEPREFIX/drive_c/windows/system32
 cmp -s "$OUT/bcryptprimitives.dll" "$SYS32/bcryptprimitives.dll" || cp "$OUT/bcryptprimitives.dll" "$SYS32/"
