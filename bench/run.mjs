@@ -427,6 +427,12 @@ function fdCount(pid) {
   return fs.readdirSync(`/proc/${pid}/fd`).length;
 }
 
+/** The process's soft limit on open files (/proc/<pid>/limits), or Infinity. */
+function openFileLimit(pid) {
+  const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/limits`, 'utf8'));
+  return m ? Number(m[1]) : Infinity;
+}
+
 /**
  * Starts a server and waits for its "listening" line.  Resolves to
  * { proc, port, line } or { skipped | failed: reason }.
@@ -608,11 +614,14 @@ async function measureThroughput(server, shape) {
 // Idle memory: the server's RSS growth while it holds opts.memConns idle
 // connections, divided by their number.  Measured twice, on two fresh
 // servers: straight after start, and after WARM_ECHO_S of echo traffic (100
-// connections x 16).  A fresh process has first-touch costs that a connection
-// sets off once and a server that has served anything has already paid: V8's
-// young generation filling the pages it reserved, the rings' pages (measured:
-// bench/README.md, "The memory shape").  Those land in the first figure; the
-// second is the cost of one more idle connection on a server already in use.
+// connections x 16).  A fresh process has first-touch costs that its first
+// connections set off once and a server that has served anything has
+// already paid (bench/README.md, "The memory shape" has what they are).
+// Those land in the first figure; the second is the cost of an idle
+// connection on a server already in use.  On the fresh server a third
+// figure follows: the growth while half as many connections again are
+// added to the opts.memConns held, divided by those added, which is the
+// cost of one more idle connection with the first-touch costs already paid.
 const WARM_ECHO_S = 1;
 
 async function measureMemory(server) {
@@ -667,9 +676,15 @@ async function measureIdle(server, warm) {
     const accepted = fdCount(pid) - fds0;
     await sleep(1000);
     const after = vmRssKb(pid);
+    // The fresh server only: half as many again on top of those held, as far
+    // as the server's open-file limit allows (a second load generator, since
+    // each process has that limit too).
+    let more;
+    if (!warm && accepted >= n) more = await addIdle(s, pid, Math.min(Math.floor(n / 2), openFileLimit(pid) - fds0 - n - 100), after);
     lgProc.kill('SIGTERM');
     await lgDone;
     if (accepted < n) return { failed: `server accepted only ${accepted} of ${n} connections`, line: s.line };
+    if (more?.failed) return { failed: more.failed, line: s.line };
     return {
       line: s.line,
       serverCommand: s.command,
@@ -678,9 +693,44 @@ async function measureIdle(server, warm) {
       rssBeforeKb: before,
       rssAfterKb: after,
       kbPerConn: (after - before) / n,
+      moreLoadCommand: more?.command,
+      moreKbPerConn: more?.kbPerConn,
     };
   } finally {
     await stopServer(s.proc);
+  }
+}
+
+/**
+ * With the server holding its idle connections (RSS `rssKb`), opens `m` more
+ * from a second load generator and measures the growth per added one.
+ * Resolves to { command, kbPerConn }, { failed }, or
+ * undefined when the limit leaves no room for a meaningful count.
+ */
+async function addIdle(s, pid, m, rssKb) {
+  if (!(m >= 1000)) return undefined;
+  const argv = ['--host', opts.host, '--port', String(s.port), '--connect-only', '-c', String(m),
+    '--hold', '60', '--connect-timeout', '30', '-q'];
+  const fds0 = fdCount(pid);
+  let resolveConnected;
+  const connected = new Promise((r) => { resolveConnected = r; });
+  const lgDone = runLoadgen(argv, { onLine: (l, p) => { if (l.startsWith('CONNECTED')) resolveConnected(p); } });
+  const lgProc = await Promise.race([connected, lgDone.then(() => null)]);
+  if (!lgProc) {
+    const lg = await lgDone;
+    return { failed: `the ${m} more connections could not connect: ${lg.stderr}`.slice(0, 300) };
+  }
+  try {
+    const deadline = Date.now() + 20_000;
+    while (fdCount(pid) < fds0 + m && Date.now() < deadline) await sleep(100);
+    const accepted = fdCount(pid) - fds0;
+    if (accepted < m) return { failed: `server accepted only ${accepted} of ${m} more connections` };
+    await sleep(1000);
+    const after = vmRssKb(pid);
+    return { command: ['build/Release/ww_loadgen', ...argv].join(' '), kbPerConn: (after - rssKb) / m };
+  } finally {
+    lgProc.kill('SIGTERM');
+    await lgDone;
   }
 }
 
@@ -735,13 +785,16 @@ function record(server, shape, r) {
     if (!commands.has(shape.id)) commands.set(shape.id, { loadgen: r.loadgenCommand, servers: new Map() });
     const c = commands.get(shape.id);
     if (r.warmLoadCommand) c.warmLoad = r.warmLoadCommand;
+    if (r.moreLoadCommand) c.moreLoad = r.moreLoadCommand;
     // The protocol rows drive the load generator with --frame-file: say so
     // (the port differs from run to run and does not count).
     c.servers.set(server.name, r.loadgenCommand && anyPort(r.loadgenCommand) !== anyPort(c.loadgen) ? `${r.serverCommand}\` with load \`${r.loadgenCommand}` : r.serverCommand);
   }
   done++;
   const what = r.skipped ? `skipped (${r.skipped})` : r.failed ? `FAILED (${r.failed})`
-    : r.kbPerConn !== undefined ? `${r.kbPerConn.toFixed(2)} KB/conn fresh, ${r.warmKbPerConn.toFixed(2)} KB/conn after echo traffic`
+    : r.kbPerConn !== undefined ? `${r.kbPerConn.toFixed(2)} KB/conn fresh` +
+      (r.moreKbPerConn !== undefined ? ` (${r.moreKbPerConn.toFixed(2)} KB per connection added to them)` : '') +
+      `, ${r.warmKbPerConn.toFixed(2)} KB/conn after echo traffic`
     : `${fmtRate(r.rate)}/s p50 ${r.lat.p50.toFixed(0)} us p99 ${r.lat.p99.toFixed(0)} us err ${r.errors} ` +
       `cpu loadgen ${r.loadgenCpu.toFixed(0)}% server ${r.serverCpu.toFixed(0)}% other ${r.otherCpu.toFixed(0)}%` +
       (r.disturbed ? ' (DISTURBED, kept)' : '');
@@ -865,6 +918,7 @@ function summary(serverName, shapeId) {
     disturbed: ok.filter((r) => r.disturbed).length,
     kbPerConn: m((r) => r.kbPerConn), rssBeforeKb: m((r) => r.rssBeforeKb), rssAfterKb: m((r) => r.rssAfterKb),
     warmKbPerConn: m((r) => r.warmKbPerConn), warmRssBeforeKb: m((r) => r.warmRssBeforeKb), warmRssAfterKb: m((r) => r.warmRssAfterKb),
+    moreKbPerConn: m((r) => r.moreKbPerConn),
     stealCpu: m((r) => r.stealCpu),
     waitCpu: m((r) => r.waitCpu), idleCpu: m((r) => r.idleCpu),
     mainCpu: m((r) => r.mainCpu), threadsCpu: m((r) => r.threadsCpu), busiestThreadCpu: m((r) => r.busiestThreadCpu),
@@ -951,6 +1005,8 @@ if (memShape) {
       'fresh: KB per connection': s.kbPerConn.toFixed(2),
       'fresh: vs net': fmtRatio(s.kbPerConn / ref.kbPerConn),
       'fresh: RSS before / after (MB)': `${(s.rssBeforeKb / 1024).toFixed(1)} / ${(s.rssAfterKb / 1024).toFixed(1)}`,
+      'added: KB per connection': Number.isFinite(s.moreKbPerConn) ? s.moreKbPerConn.toFixed(2) : '-',
+      'added: vs net': fmtRatio(s.moreKbPerConn / ref.moreKbPerConn),
       'after echo: KB per connection': s.warmKbPerConn.toFixed(2),
       'after echo: vs net': fmtRatio(s.warmKbPerConn / ref.warmKbPerConn),
       'after echo: RSS before / after (MB)': `${(s.warmRssBeforeKb / 1024).toFixed(1)} / ${(s.warmRssAfterKb / 1024).toFixed(1)}`,
@@ -1045,6 +1101,7 @@ for (const shape of activeShapes) {
   const c = commands.get(shape.id);
   if (!c) continue;
   cmdLines.push(`- ${shape.id} (${shape.about}):`, `  - load: \`${anyPort(c.loadgen)}\``);
+  if (c.moreLoad) cmdLines.push(`  - the connections added to those held ("added" figures), beside the load above: \`${anyPort(c.moreLoad)}\``);
   if (c.warmLoad) cmdLines.push(`  - echo traffic before the count ("after echo" figures): \`${anyPort(c.warmLoad)}\``);
   for (const [name, cmd] of c.servers) cmdLines.push(`  - ${name}: \`${anyPort(cmd)}\``);
 }
@@ -1085,7 +1142,7 @@ ${Object.keys(latencyRows).length ? mdTable(latencyRows, 'server') : '(1x1 not i
 
 ## Memory: server RSS per idle connection
 
-${memShape ? `${opts.memConns} idle connections (load generator --connect-only); (VmRSS after - VmRSS before) / connections, read from /proc/<pid>/status once the server holds every socket and 1 s has passed. Kernel socket buffers are not in RSS. Each server is measured twice, each time freshly started: at once ("fresh server"), and after ${WARM_ECHO_S} s of echo traffic on 100 connections x 16 and 1 s to settle ("after echo"). The fresh figure also holds what the first connections cost a new process once (its young JS heap and ring pages being touched for the first time); the second is what one more idle connection costs a server that has served traffic (bench/README.md, "The memory shape").\n\n${mdTable(memoryRows, 'server')}` : '(memory shape not in this run)'}
+${memShape ? `${opts.memConns} idle connections (load generator --connect-only); (VmRSS after - VmRSS before) / connections, read from /proc/<pid>/status once the server holds every socket and 1 s has passed. Kernel socket buffers are not in RSS. Each server is measured twice, each time freshly started: at once ("fresh"), and after ${WARM_ECHO_S} s of echo traffic on 100 connections x 16 and 1 s to settle ("after echo"). On the fresh server, half as many connections again are then opened from a second load generator beside the ${opts.memConns} held, and the growth is divided by those added ("added"). The fresh figure also holds what a new process pays once, on its first connections (memory its threads touch for the first time); "added" and "after echo" are what one more idle connection costs once that is paid (bench/README.md, "The memory shape").\n\n${mdTable(memoryRows, 'server')}` : '(memory shape not in this run)'}
 
 ## Every server and shape (medians)
 
