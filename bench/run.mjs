@@ -643,7 +643,6 @@ async function measureIdle(server, warm) {
   const s = await startServer(server, 0);
   if (!s.proc) return s;
   const pid = s.proc.pid;
-  let lg;
   try {
     await sleep(500);
     let warmLoadCommand;
@@ -657,44 +656,34 @@ async function measureIdle(server, warm) {
       await sleep(1000);
     }
     const before = vmRssKb(pid);
-    const fds0 = fdCount(pid);
     const n = opts.memConns;
-    const argv = ['--host', opts.host, '--port', String(s.port), '--connect-only', '-c', String(n),
-      '--hold', '60', '--connect-timeout', '30', '-q'];
-    let resolveConnected;
-    const connected = new Promise((r) => { resolveConnected = r; });
-    const lgDone = runLoadgen(argv, { onLine: (l, p) => { if (l.startsWith('CONNECTED')) resolveConnected(p); } });
-    const lgProc = await Promise.race([connected, lgDone.then(() => null)]);
-    if (!lgProc) {
-      lg = await lgDone;
-      return { failed: `loadgen could not connect: ${lg.stderr}`.slice(0, 300), line: s.line };
-    }
-    // The kernel completes handshakes before the server accepts; wait until
-    // the server holds every socket, then let it settle.
-    const deadline = Date.now() + 20_000;
-    while (fdCount(pid) < fds0 + n && Date.now() < deadline) await sleep(100);
-    const accepted = fdCount(pid) - fds0;
-    await sleep(1000);
-    const after = vmRssKb(pid);
-    // The fresh server only: half as many again on top of those held, as far
-    // as the server's open-file limit allows (a second load generator, since
-    // each process has that limit too).
+    const held = await holdIdle(s, pid, n);
+    if (held.failed) return { failed: held.failed, line: s.line };
     let more;
-    if (!warm && accepted >= n) more = await addIdle(s, pid, Math.min(Math.floor(n / 2), openFileLimit(pid) - fds0 - n - 100), after);
-    lgProc.kill('SIGTERM');
-    await lgDone;
-    if (accepted < n) return { failed: `server accepted only ${accepted} of ${n} connections`, line: s.line };
-    if (more?.failed) return { failed: more.failed, line: s.line };
+    let m = 0;
+    try {
+      // The fresh server only: half as many again beside those held, as far
+      // as the server's open-file limit allows (from a second load
+      // generator: each process has that limit too).
+      if (!warm) m = Math.min(Math.floor(n / 2), openFileLimit(pid) - fdCount(pid) - 100);
+      if (m >= 1000) {
+        more = await holdIdle(s, pid, m);
+        if (more.failed) return { failed: `adding ${m} to those held: ${more.failed}`, line: s.line };
+        await more.release();
+      }
+    } finally {
+      await held.release();
+    }
     return {
       line: s.line,
       serverCommand: s.command,
       warmLoadCommand,
-      loadgenCommand: ['build/Release/ww_loadgen', ...argv].join(' '),
+      loadgenCommand: held.command,
       rssBeforeKb: before,
-      rssAfterKb: after,
-      kbPerConn: (after - before) / n,
+      rssAfterKb: held.rssKb,
+      kbPerConn: (held.rssKb - before) / n,
       moreLoadCommand: more?.command,
-      moreKbPerConn: more?.kbPerConn,
+      moreKbPerConn: more ? (more.rssKb - held.rssKb) / m : undefined,
     };
   } finally {
     await stopServer(s.proc);
@@ -702,36 +691,34 @@ async function measureIdle(server, warm) {
 }
 
 /**
- * With the server holding its idle connections (RSS `rssKb`), opens `m` more
- * from a second load generator and measures the growth per added one.
- * Resolves to { command, kbPerConn }, { failed }, or
- * undefined when the limit leaves no room for a meaningful count.
+ * Has a `ww_loadgen --connect-only` open n idle connections to the server
+ * and hold them, waits until the server holds every one (its fd count: the
+ * kernel completes handshakes before the server accepts), lets it settle
+ * 1 s and reads its VmRSS.  Resolves to { command, rssKb, release } (release()
+ * ends the load generator) or { failed }.
  */
-async function addIdle(s, pid, m, rssKb) {
-  if (!(m >= 1000)) return undefined;
-  const argv = ['--host', opts.host, '--port', String(s.port), '--connect-only', '-c', String(m),
+async function holdIdle(s, pid, n) {
+  const argv = ['--host', opts.host, '--port', String(s.port), '--connect-only', '-c', String(n),
     '--hold', '60', '--connect-timeout', '30', '-q'];
   const fds0 = fdCount(pid);
   let resolveConnected;
   const connected = new Promise((r) => { resolveConnected = r; });
   const lgDone = runLoadgen(argv, { onLine: (l, p) => { if (l.startsWith('CONNECTED')) resolveConnected(p); } });
   const lgProc = await Promise.race([connected, lgDone.then(() => null)]);
-  if (!lgProc) {
-    const lg = await lgDone;
-    return { failed: `the ${m} more connections could not connect: ${lg.stderr}`.slice(0, 300) };
-  }
-  try {
-    const deadline = Date.now() + 20_000;
-    while (fdCount(pid) < fds0 + m && Date.now() < deadline) await sleep(100);
-    const accepted = fdCount(pid) - fds0;
-    if (accepted < m) return { failed: `server accepted only ${accepted} of ${m} more connections` };
-    await sleep(1000);
-    const after = vmRssKb(pid);
-    return { command: ['build/Release/ww_loadgen', ...argv].join(' '), kbPerConn: (after - rssKb) / m };
-  } finally {
+  if (!lgProc) return { failed: `loadgen could not connect: ${(await lgDone).stderr}`.slice(0, 300) };
+  const release = async () => {
     lgProc.kill('SIGTERM');
     await lgDone;
+  };
+  const deadline = Date.now() + 20_000;
+  while (fdCount(pid) < fds0 + n && Date.now() < deadline) await sleep(100);
+  const accepted = fdCount(pid) - fds0;
+  if (accepted < n) {
+    await release();
+    return { failed: `server accepted only ${accepted} of ${n} connections` };
   }
+  await sleep(1000);
+  return { command: ['build/Release/ww_loadgen', ...argv].join(' '), rssKb: vmRssKb(pid), release };
 }
 
 // ---------------------------------------------------------------------------
